@@ -1,0 +1,221 @@
+//! Bytes → RGB8: read, hash, sniff the format from the content, check limits before the decoder
+//! allocates, decode, apply EXIF orientation, convert any colour type to RGB8.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
+
+use crate::jpeg_quality;
+use crate::verdict::{to_ms, FileMeta, Status};
+
+/// Limits that keep one hostile file from taking the machine down.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    /// Width x height after decoding; checked from the header before any pixel is allocated.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 256 * 1024 * 1024,
+            // Pillow's own decompression-bomb error threshold.
+            max_pixels: 178_956_970,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Io(String),
+    #[error("is a directory or other non-regular file")]
+    NotAFile,
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl DecodeError {
+    pub fn status(&self) -> Status {
+        match self {
+            DecodeError::Io(_) => Status::IoError,
+            DecodeError::NotAFile => Status::NotAFile,
+            DecodeError::TooLarge(_) => Status::TooLarge,
+            DecodeError::Unsupported(_) => Status::Unsupported,
+            DecodeError::Corrupt(_) => Status::DecodeError,
+        }
+    }
+}
+
+/// A decoded image with what was learned about its file.
+#[derive(Debug)]
+pub struct Decoded {
+    pub meta: FileMeta,
+    pub image: RgbImage,
+}
+
+/// Reads and decodes one file. On failure the metadata gathered so far comes back with the
+/// error, so the row still carries size, hash and format where they were known.
+pub fn decode_file(path: &Path, limits: &Limits) -> Result<Decoded, (FileMeta, DecodeError)> {
+    let mut meta = FileMeta::new(path.to_string_lossy().into_owned());
+    match read_and_decode(path, limits, &mut meta) {
+        Ok(image) => Ok(Decoded { meta, image }),
+        Err(e) => Err((meta, e)),
+    }
+}
+
+fn read_and_decode(
+    path: &Path,
+    limits: &Limits,
+    meta: &mut FileMeta,
+) -> Result<RgbImage, DecodeError> {
+    let md = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
+    if !md.is_file() {
+        return Err(DecodeError::NotAFile);
+    }
+    meta.size_bytes = Some(md.len());
+    meta.modified_ms = md.modified().ok().map(to_ms);
+    if md.len() > limits.max_file_bytes {
+        return Err(DecodeError::TooLarge(format!(
+            "file is {} bytes, over the limit of {} bytes",
+            md.len(),
+            limits.max_file_bytes
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
+    // The file can change between stat and read; the row describes what was read.
+    meta.size_bytes = Some(bytes.len() as u64);
+    meta.blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
+    decode_bytes(&bytes, limits, meta)
+}
+
+/// Decodes in-memory bytes (also used for uploads, which never touch the filesystem).
+pub fn decode_bytes(
+    bytes: &[u8],
+    limits: &Limits,
+    meta: &mut FileMeta,
+) -> Result<RgbImage, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Unsupported("empty file (0 bytes)".into()));
+    }
+    let format = image::guess_format(bytes).map_err(|_| {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        DecodeError::Unsupported(format!(
+            "not a recognised image format (first bytes: {})",
+            head.join(" ")
+        ))
+    })?;
+    meta.format = Some(format_name(format));
+    if format == ImageFormat::Jpeg {
+        meta.jpeg_quality = jpeg_quality::estimate(bytes);
+    }
+
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = image::Limits::default();
+    // Room for the decoded frame at 16-bit RGBA plus the decoder's own buffers.
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(decoder_limits);
+    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > limits.max_pixels {
+        return Err(DecodeError::TooLarge(format!(
+            "{w}x{h} pixels is over the limit of {} pixels (decompression bomb?)",
+            limits.max_pixels
+        )));
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    image.apply_orientation(orientation);
+    meta.width = Some(image.width());
+    meta.height = Some(image.height());
+    Ok(image.into_rgb8())
+}
+
+fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "jpeg",
+        ImageFormat::Png => "png",
+        ImageFormat::WebP => "webp",
+        ImageFormat::Gif => "gif",
+        ImageFormat::Bmp => "bmp",
+        ImageFormat::Tiff => "tiff",
+        other => other.extensions_str().first().copied().unwrap_or("unknown"),
+    }
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> DecodeError {
+    let broken_link = e.kind() == std::io::ErrorKind::NotFound
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if broken_link {
+        DecodeError::Io("broken symlink: its target does not exist".into())
+    } else {
+        DecodeError::Io(e.to_string())
+    }
+}
+
+fn image_error(e: ImageError) -> DecodeError {
+    match e {
+        ImageError::Limits(l) => DecodeError::TooLarge(format!("over the decoder's limits: {l}")),
+        ImageError::Unsupported(u) => DecodeError::Unsupported(u.to_string()),
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            DecodeError::Corrupt("truncated: the data ends before the image does".into())
+        }
+        other => DecodeError::Corrupt(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 100]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn sniffs_content_not_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("really-a-png.jpg");
+        std::fs::write(&path, png_bytes(20, 10)).unwrap();
+        let d = decode_file(&path, &Limits::default()).unwrap();
+        assert_eq!(d.meta.format, Some("png"));
+        assert_eq!((d.image.width(), d.image.height()), (20, 10));
+        assert_eq!(d.meta.jpeg_quality, None);
+        assert_eq!(d.meta.blake3.as_ref().map(String::len), Some(64));
+    }
+
+    #[test]
+    fn refuses_oversize_images_from_the_header() {
+        let limits = Limits {
+            max_pixels: 100,
+            ..Limits::default()
+        };
+        let mut meta = FileMeta::default();
+        let err = decode_bytes(&png_bytes(20, 10), &limits, &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::TooLarge, "{err}");
+    }
+
+    #[test]
+    fn corrupt_and_empty_inputs_have_distinct_statuses() {
+        let mut meta = FileMeta::default();
+        let png = png_bytes(64, 64);
+        let err = decode_bytes(&png[..png.len() / 2], &Limits::default(), &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::DecodeError, "{err}");
+        let err = decode_bytes(b"", &Limits::default(), &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::Unsupported);
+        let err =
+            decode_bytes(b"hello there, not an image", &Limits::default(), &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::Unsupported);
+    }
+}

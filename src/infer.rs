@@ -1,0 +1,243 @@
+//! Inference: one ONNX Runtime session per model per worker, scoring whole batches.
+//!
+//! A worker owns its sessions (no shared lock around `Session::run`) and runs on its own OS
+//! thread, never on the async runtime. Every model sees the same decoded batch, so several models
+//! cost one decode.
+
+use std::sync::Arc;
+
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::manifest::{ManifestError, ModelEntry, OutputKind};
+use crate::preprocess::Prepared;
+use crate::runtime::Runtime;
+use crate::verdict::{ModelColumn, Status, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("cannot create an ONNX Runtime session for model '{model}': {reason}")]
+    Session { model: String, reason: String },
+    #[error("model '{model}' failed on a batch of {batch}: {reason}")]
+    Run {
+        model: String,
+        batch: usize,
+        reason: String,
+    },
+}
+
+/// How sessions are made.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_threads: usize,
+    /// `fp32` on CPU.
+    pub precision: String,
+}
+
+/// One model ready to score batches.
+pub struct ModelSession {
+    name: String,
+    session: Session,
+    input_name: String,
+    output_name: String,
+    kind: OutputKind,
+    fake_index: usize,
+    classes: usize,
+    /// Which of the prepared tensors this model reads.
+    spec_index: usize,
+    height: usize,
+    width: usize,
+}
+
+impl ModelSession {
+    pub fn new(
+        runtime: &Runtime,
+        entry: &ModelEntry,
+        spec_index: usize,
+        config: &SessionConfig,
+    ) -> Result<Self, InferError> {
+        let m = &entry.manifest;
+        let session_err = |reason: String| InferError::Session {
+            model: m.name.clone(),
+            reason,
+        };
+        let (path, bytes) = entry.read_verified(&config.precision)?;
+        // Full graph optimization crashed ONNX Runtime's CPU provider at session creation on an
+        // FP16 ViT; extended optimization loads it at no measurable cost.
+        let level = if config.precision == "fp32" {
+            GraphOptimizationLevel::All
+        } else {
+            GraphOptimizationLevel::Level2
+        };
+        let session = build_session(runtime, level, config.intra_threads)
+            .and_then(|mut b| b.commit_from_memory(&bytes).map_err(|e| e.to_string()))
+            .map_err(|e| session_err(format!("{e} ({})", path.display())))?;
+        let has = |names: Vec<&str>, wanted: &str| names.contains(&wanted);
+        let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+        if !has(inputs.clone(), &m.input.name) {
+            return Err(session_err(format!(
+                "the manifest names input '{}', the model has {inputs:?}",
+                m.input.name
+            )));
+        }
+        let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        if !has(outputs.clone(), &m.output.name) {
+            return Err(session_err(format!(
+                "the manifest names output '{}', the model has {outputs:?}",
+                m.output.name
+            )));
+        }
+        Ok(ModelSession {
+            name: m.name.clone(),
+            input_name: m.input.name.clone(),
+            output_name: m.output.name.clone(),
+            kind: m.output.kind,
+            fake_index: m.fake_index,
+            classes: m.labels.len(),
+            spec_index,
+            height: m.input.height as usize,
+            width: m.input.width as usize,
+            session,
+        })
+    }
+
+    /// Probability of AI-generated for each of the `n` images in `input` (NCHW, contiguous).
+    pub fn score(&mut self, n: usize, input: &[f32]) -> Result<Vec<f32>, InferError> {
+        let run_err = |reason: String| InferError::Run {
+            model: self.name.clone(),
+            batch: n,
+            reason,
+        };
+        let shape = [n, 3, self.height, self.width];
+        let tensor =
+            TensorRef::from_array_view((shape, input)).map_err(|e| run_err(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| run_err(e.to_string()))?;
+        let (out_shape, values) = outputs[self.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| run_err(e.to_string()))?;
+        if values.len() != n * self.classes {
+            return Err(run_err(format!(
+                "output shape {out_shape:?}, expected [{n}, {}]",
+                self.classes
+            )));
+        }
+        Ok(values
+            .chunks_exact(self.classes)
+            .map(|row| match self.kind {
+                OutputKind::Logits => softmax_at(row, self.fake_index),
+                OutputKind::Probabilities => row[self.fake_index],
+            })
+            .collect())
+    }
+}
+
+fn build_session(
+    runtime: &Runtime,
+    level: GraphOptimizationLevel,
+    intra_threads: usize,
+) -> Result<SessionBuilder, String> {
+    let text = |e: ort::Error<SessionBuilder>| e.to_string();
+    Session::builder(&runtime.env)
+        .map_err(|e| e.to_string())?
+        .with_optimization_level(level)
+        .map_err(text)?
+        .with_intra_threads(intra_threads.max(1))
+        .map_err(text)?
+        .with_inter_threads(1)
+        .map_err(text)?
+        // Spinning threads would steal the cores the decode pool needs between batches.
+        .with_intra_op_spinning(false)
+        .map_err(text)
+}
+
+fn softmax_at(row: &[f32], index: usize) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    (row[index] - max).exp() / sum
+}
+
+/// What a set of models needs from the rest of the pipeline.
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    pub entries: Vec<ModelEntry>,
+    /// For each entry, the index of its input spec among the distinct ones.
+    pub spec_index: Vec<usize>,
+    pub columns: Vec<ModelColumn>,
+}
+
+/// Scores batches with every model; owned by one inference thread.
+pub struct Worker {
+    sessions: Vec<ModelSession>,
+    /// Reused batch buffers, one per input spec, so steady state allocates nothing per batch.
+    buffers: Vec<Vec<f32>>,
+}
+
+impl Worker {
+    pub fn new(
+        runtime: &Arc<Runtime>,
+        models: &ModelSet,
+        config: &SessionConfig,
+    ) -> Result<Self, InferError> {
+        let sessions = models
+            .entries
+            .iter()
+            .zip(&models.spec_index)
+            .map(|(entry, &spec)| ModelSession::new(runtime, entry, spec, config))
+            .collect::<Result<Vec<_>, _>>()?;
+        let specs = models.spec_index.iter().max().map_or(0, |m| m + 1);
+        Ok(Worker {
+            sessions,
+            buffers: vec![Vec::new(); specs],
+        })
+    }
+
+    /// One verdict per prepared image: scored, or with an inference error naming the model.
+    pub fn run_batch(&mut self, batch: Vec<Prepared>) -> Vec<Verdict> {
+        let n = batch.len();
+        for (spec, buf) in self.buffers.iter_mut().enumerate() {
+            buf.clear();
+            for item in &batch {
+                buf.extend_from_slice(&item.tensors[spec]);
+            }
+        }
+        let mut scores: Vec<Vec<f32>> = Vec::with_capacity(self.sessions.len());
+        for session in &mut self.sessions {
+            match session.score(n, &self.buffers[session.spec_index]) {
+                Ok(s) => scores.push(s),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    let msg = e.to_string();
+                    return batch
+                        .into_iter()
+                        .map(|p| Verdict::failed(p.meta, Status::InferenceError, msg.clone()))
+                        .collect();
+                }
+            }
+        }
+        batch
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| Verdict::scored(p.meta, scores.iter().map(|s| s[i]).collect()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_a_probability() {
+        let p = softmax_at(&[0.0, 0.0], 1);
+        assert!((p - 0.5).abs() < 1e-6);
+        let p = softmax_at(&[1000.0, -1000.0], 1);
+        assert!(p.is_finite() && p < 1e-6);
+    }
+}

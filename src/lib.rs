@@ -1,0 +1,19 @@
+//! synthscan: a streaming forensics scanner that tells real photos from AI-generated images.
+//!
+//! The pipeline (see [`pipeline`]) moves files from a [`source`] through [`decode`] and
+//! [`preprocess`], groups them in [`batch`]es, scores them with ONNX Runtime in [`infer`], and
+//! writes one [`verdict`] row per file through a [`sink`].
+
+pub mod batch;
+pub mod cli;
+pub mod decode;
+pub mod infer;
+pub mod jpeg_quality;
+pub mod manifest;
+pub mod pipeline;
+pub mod preprocess;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod summary;
+pub mod verdict;

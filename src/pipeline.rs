@@ -1,0 +1,287 @@
+//! Wiring the stages, top to bottom as the data flows:
+//!
+//! ```text
+//! source ─Candidate─▶ decode pool ─Prepared─▶ batcher ─Vec<Prepared>─▶ inference ─Verdict─▶ collector → sink
+//!                        └──────────── error verdicts ──────────────────────────────────────▲
+//! ```
+//!
+//! Stages talk over bounded channels, so memory is bounded by the capacities below, not by the
+//! corpus. CPU-heavy stages run on blocking threads. Shutdown drains: when the source stops (its
+//! input ends, or `stop` is set), each stage finishes what it holds and closes its output, and
+//! the collector finalizes the file. Every candidate ends as exactly one verdict row.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{bounded, Receiver, Sender};
+
+use crate::decode::{self, Limits};
+use crate::infer::{InferError, ModelSet, SessionConfig, Worker};
+use crate::preprocess::{Prepared, Preprocessor};
+use crate::runtime::Runtime;
+use crate::sink::{Sink, SinkError};
+use crate::source::Candidate;
+use crate::summary::{Stage, StageClock, Summary};
+use crate::verdict::{FileMeta, Status, Verdict};
+
+/// Paths are small; a deep queue lets the walk run ahead of slow decoding.
+const CANDIDATE_CAPACITY: usize = 1024;
+/// Rows waiting for the sink; each is a few hundred bytes.
+const VERDICT_CAPACITY: usize = 1024;
+/// The collector hands rows to the sink in groups of this size (or when the input pauses).
+const SINK_GROUP: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("a pipeline stage failed: {0}")]
+    Join(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub decode_threads: usize,
+    pub infer_workers: usize,
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub limits: Limits,
+    pub session: SessionConfig,
+}
+
+impl PipelineConfig {
+    /// Decode and inference share the cores: both get all of them, since they rarely peak at
+    /// the same moment and ONNX Runtime's threads do not spin while idle.
+    pub fn for_cores(cores: usize) -> Self {
+        PipelineConfig {
+            decode_threads: cores.max(1),
+            infer_workers: 1,
+            batch_size: 16,
+            linger: Duration::from_millis(50),
+            limits: Limits::default(),
+            session: SessionConfig {
+                intra_threads: cores.max(1),
+                precision: "fp32".into(),
+            },
+        }
+    }
+}
+
+/// Emits candidates until done or until it returns false, on a blocking thread.
+pub type Source = Box<dyn FnOnce(&mut dyn FnMut(Candidate) -> bool) + Send>;
+
+/// Sees every row as the collector takes it (progress display, live counters).
+pub type Observer = Box<dyn FnMut(&Verdict, u64) + Send>;
+
+/// Sessions are created up front, so a model that cannot load fails before any file is read.
+pub struct Pipeline {
+    config: PipelineConfig,
+    models: ModelSet,
+    workers: Vec<Worker>,
+}
+
+impl Pipeline {
+    pub fn new(
+        runtime: &Arc<Runtime>,
+        models: ModelSet,
+        config: PipelineConfig,
+    ) -> Result<Self, PipelineError> {
+        let workers = (0..config.infer_workers.max(1))
+            .map(|_| Worker::new(runtime, &models, &config.session))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Pipeline {
+            config,
+            models,
+            workers,
+        })
+    }
+
+    pub async fn run(
+        self,
+        source: Source,
+        sink: Box<dyn Sink>,
+        stop: Arc<AtomicBool>,
+        observer: Observer,
+    ) -> Result<Summary, PipelineError> {
+        let started = Instant::now();
+        let Pipeline {
+            config,
+            models,
+            workers,
+        } = self;
+        let clock = Arc::new(StageClock::default());
+        let discovered = Arc::new(AtomicU64::new(0));
+        let (cand_tx, cand_rx) = bounded::<Candidate>(CANDIDATE_CAPACITY);
+        let (prep_tx, prep_rx) = bounded::<Prepared>(config.batch_size * 2);
+        let (batch_tx, batch_rx) = bounded::<Vec<Prepared>>(workers.len());
+        let (verdict_tx, verdict_rx) = bounded::<Verdict>(VERDICT_CAPACITY);
+
+        let source_task = {
+            let discovered = discovered.clone();
+            let clock = clock.clone();
+            tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                let mut emit = |c: Candidate| {
+                    if stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    discovered.fetch_add(1, Ordering::Relaxed);
+                    cand_tx.send_blocking(c).is_ok()
+                };
+                source(&mut emit);
+                clock.add(Stage::Walk, t.elapsed());
+            })
+        };
+
+        let (specs, _) =
+            crate::preprocess::distinct_specs(models.entries.iter().map(|e| &e.manifest.input));
+        let mut tasks = Vec::new();
+        for _ in 0..config.decode_threads.max(1) {
+            let (cand_rx, prep_tx, verdict_tx) =
+                (cand_rx.clone(), prep_tx.clone(), verdict_tx.clone());
+            let (specs, limits, clock) = (specs.clone(), config.limits, clock.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                decode_loop(&cand_rx, &prep_tx, &verdict_tx, &specs, &limits, &clock)
+            }));
+        }
+        drop((cand_rx, prep_tx));
+
+        let batcher = tokio::spawn(crate::batch::run(
+            prep_rx,
+            batch_tx,
+            config.batch_size,
+            config.linger,
+        ));
+
+        for mut worker in workers {
+            let (batch_rx, verdict_tx, clock) =
+                (batch_rx.clone(), verdict_tx.clone(), clock.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                while let Ok(batch) = batch_rx.recv_blocking() {
+                    let t = Instant::now();
+                    let verdicts = worker.run_batch(batch);
+                    clock.add(Stage::Infer, t.elapsed());
+                    for v in verdicts {
+                        if verdict_tx.send_blocking(v).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }));
+        }
+        drop((batch_rx, verdict_tx));
+
+        let columns = models.columns.clone();
+        let collector = {
+            let (clock, discovered) = (clock.clone(), discovered.clone());
+            tokio::task::spawn_blocking(move || {
+                collect(verdict_rx, sink, observer, &clock, &discovered, columns)
+            })
+        };
+
+        let join = |e: tokio::task::JoinError| PipelineError::Join(e.to_string());
+        source_task.await.map_err(join)?;
+        batcher.await.map_err(join)?;
+        for t in tasks {
+            t.await.map_err(join)?;
+        }
+        let mut summary = collector.await.map_err(join)??;
+        summary.candidates = discovered.load(Ordering::Relaxed);
+        summary.wall = started.elapsed();
+        summary.stages = clock.snapshot();
+        summary.decode_threads = config.decode_threads;
+        summary.infer_workers = config.infer_workers;
+        Ok(summary)
+    }
+}
+
+fn decode_loop(
+    input: &Receiver<Candidate>,
+    prepared: &Sender<Prepared>,
+    failed: &Sender<Verdict>,
+    specs: &[crate::manifest::InputSpec],
+    limits: &Limits,
+    clock: &StageClock,
+) {
+    let mut pre = Preprocessor::new(specs);
+    while let Ok(candidate) = input.recv_blocking() {
+        let t = Instant::now();
+        let outcome = prepare(candidate, limits, &mut pre, clock);
+        clock.add(Stage::Decode, t.elapsed());
+        let sent = match outcome {
+            Ok(p) => prepared.send_blocking(p).is_ok(),
+            Err(v) => failed.send_blocking(v).is_ok(),
+        };
+        if !sent {
+            return;
+        }
+    }
+}
+
+fn prepare(
+    candidate: Candidate,
+    limits: &Limits,
+    pre: &mut Preprocessor,
+    clock: &StageClock,
+) -> Result<Prepared, Verdict> {
+    if let Some(defect) = candidate.defect {
+        let meta = FileMeta::new(candidate.path.to_string_lossy().into_owned());
+        return Err(Verdict::failed(meta, defect.status, defect.message));
+    }
+    let decoded = decode::decode_file(&candidate.path, limits)
+        .map_err(|(meta, e)| Verdict::failed(meta, e.status(), e.to_string()))?;
+    let t = Instant::now();
+    let tensors = pre.prepare(&decoded.image);
+    clock.add(Stage::Resize, t.elapsed());
+    match tensors {
+        Ok(tensors) => Ok(Prepared {
+            meta: decoded.meta,
+            tensors,
+        }),
+        Err(e) => Err(Verdict::failed(
+            decoded.meta,
+            Status::DecodeError,
+            e.to_string(),
+        )),
+    }
+}
+
+fn collect(
+    input: Receiver<Verdict>,
+    mut sink: Box<dyn Sink>,
+    mut observer: Observer,
+    clock: &StageClock,
+    discovered: &AtomicU64,
+    columns: Vec<crate::verdict::ModelColumn>,
+) -> Result<Summary, PipelineError> {
+    let table = crate::verdict::Table::new(columns);
+    let mut summary = Summary::default();
+    let mut group = Vec::with_capacity(SINK_GROUP);
+    let flush = |group: &mut Vec<Verdict>, sink: &mut Box<dyn Sink>| {
+        let t = Instant::now();
+        let r = sink.write(group);
+        clock.add(Stage::Write, t.elapsed());
+        group.clear();
+        r
+    };
+    while let Ok(v) = input.recv_blocking() {
+        summary.record(&table, &v);
+        observer(&v, discovered.load(Ordering::Relaxed));
+        group.push(v);
+        // Write when the group is full or nothing else is waiting, so rows reach the file
+        // promptly when files trickle in.
+        if group.len() >= SINK_GROUP || input.is_empty() {
+            flush(&mut group, &mut sink)?;
+        }
+    }
+    if !group.is_empty() {
+        flush(&mut group, &mut sink)?;
+    }
+    let t = Instant::now();
+    summary.output = Some(sink.finish()?);
+    clock.add(Stage::Write, t.elapsed());
+    Ok(summary)
+}

@@ -1,0 +1,116 @@
+//! Writing verdict rows durably. Every sink writes to a temporary name beside the target and
+//! renames it into place only when complete, so a reader never sees half a file.
+
+pub mod csv;
+pub mod jsonl;
+pub mod parquet;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use crate::verdict::{Table, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode verdicts for {path}: {reason}")]
+    Encode { path: PathBuf, reason: String },
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Parquet,
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    /// The format a file name asks for, if its extension names one.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "parquet" => Some(Format::Parquet),
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+pub trait Sink: Send {
+    fn write(&mut self, rows: &[Verdict]) -> Result<(), SinkError>;
+    /// Flushes, closes and renames the file into place; returns its final path.
+    fn finish(self: Box<Self>) -> Result<PathBuf, SinkError>;
+}
+
+pub fn create(format: Format, path: &Path, table: Table) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match format {
+        Format::Parquet => Box::new(parquet::ParquetSink::create(path, table)?),
+        Format::Csv => Box::new(csv::CsvSink::create(path, table)?),
+        Format::Jsonl => Box::new(jsonl::JsonlSink::create(path, table)?),
+    })
+}
+
+/// A file being written under a temporary name in the target's folder (so the rename is atomic).
+pub struct PendingFile {
+    pub tmp: PathBuf,
+    pub target: PathBuf,
+}
+
+impl PendingFile {
+    pub fn create(target: &Path) -> Result<(Self, BufWriter<File>), SinkError> {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "verdicts".into());
+        let tmp = target.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let file = File::create(&tmp).map_err(|source| SinkError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        Ok((
+            PendingFile {
+                tmp,
+                target: target.to_path_buf(),
+            },
+            BufWriter::new(file),
+        ))
+    }
+
+    /// Syncs the closed file and renames it over the target.
+    pub fn commit(self, file: File) -> Result<PathBuf, SinkError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SinkError::Io { path, source }
+        };
+        file.sync_all().map_err(io(&self.tmp))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.target).map_err(io(&self.target))?;
+        Ok(self.target)
+    }
+
+    pub fn encode_error(&self, reason: impl ToString) -> SinkError {
+        SinkError::Encode {
+            path: self.target.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn io_error(&self, source: std::io::Error) -> SinkError {
+        SinkError::Io {
+            path: self.tmp.clone(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Recursive directory walk: which files are candidates.
+//!
+//! A file is a candidate when its extension is one of the image extensions, or when its first
+//! bytes are an image signature (so `photo` without an extension, or a `.dat` that is really a
+//! JPEG, is scanned; a `.txt` of text is not). Anything with an image name that cannot be
+//! scanned (a directory called `x.jpg`, a broken symlink, a loop, an unreadable directory) is
+//! still handed on, with a defect, so that it gets a row.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use walkdir::WalkDir;
+
+use super::Candidate;
+use crate::verdict::Status;
+
+pub const DEFAULT_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff",
+];
+
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    pub roots: Vec<PathBuf>,
+    /// Lower-case extensions without the dot.
+    pub extensions: HashSet<String>,
+    pub follow_symlinks: bool,
+}
+
+impl WalkOptions {
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        WalkOptions {
+            roots,
+            extensions: DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+            follow_symlinks: false,
+        }
+    }
+
+    fn has_image_extension(&self, path: &Path) -> bool {
+        path.extension()
+            .and_then(OsStr::to_str)
+            .is_some_and(|e| self.extensions.contains(&e.to_ascii_lowercase()))
+    }
+}
+
+/// Walks every root and calls `emit` for each candidate, in a stable order (sorted by name).
+/// Stops early when `emit` returns false (the pipeline is shutting down).
+pub fn walk(opts: &WalkOptions, mut emit: impl FnMut(Candidate) -> bool) {
+    for root in &opts.roots {
+        let walker = WalkDir::new(root)
+            .follow_links(opts.follow_symlinks)
+            .sort_by_file_name();
+        for entry in walker {
+            let candidate = match entry {
+                Ok(entry) => classify(opts, &entry),
+                Err(err) => Some(walk_error(root, &err)),
+            };
+            if let Some(c) = candidate {
+                if !emit(c) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn classify(opts: &WalkOptions, entry: &walkdir::DirEntry) -> Option<Candidate> {
+    let path = entry.path();
+    let ft = entry.file_type();
+    let named_like_image = opts.has_image_extension(path);
+    // A file named on the command line is always wanted, whatever its name.
+    let explicit = entry.depth() == 0;
+    if ft.is_dir() {
+        return (named_like_image && !explicit)
+            .then(|| Candidate::defective(path.into(), Status::NotAFile, "is a directory"));
+    }
+    if ft.is_symlink() {
+        // Not following links: a link with an image name is still read through, so a broken or
+        // looping link shows up as an I/O error on that row.
+        return (named_like_image || explicit).then(|| Candidate::file(path.into()));
+    }
+    if ft.is_file() {
+        return (named_like_image || explicit || has_image_signature(path))
+            .then(|| Candidate::file(path.into()));
+    }
+    (named_like_image || explicit).then(|| {
+        Candidate::defective(
+            path.into(),
+            Status::NotAFile,
+            "not a regular file (device, socket or pipe)",
+        )
+    })
+}
+
+fn walk_error(root: &Path, err: &walkdir::Error) -> Candidate {
+    let path = err.path().unwrap_or(root).to_path_buf();
+    let message = if let Some(ancestor) = err.loop_ancestor() {
+        format!("symlink loop back to {}", ancestor.display())
+    } else if err
+        .io_error()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        && std::fs::symlink_metadata(&path).is_ok()
+    {
+        "broken symlink: its target does not exist".to_string()
+    } else {
+        match err.io_error() {
+            Some(io) => io.to_string(),
+            None => err.to_string(),
+        }
+    };
+    Candidate::defective(path, Status::IoError, message)
+}
+
+fn has_image_signature(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    n >= 4 && image::guess_format(&head[..n]).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(opts: &WalkOptions) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        walk(opts, |c| {
+            out.push(c);
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn picks_by_extension_or_signature_and_skips_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a.JPG"), b"not really").unwrap();
+        std::fs::write(d.join("noext"), b"\x89PNG\r\n\x1a\n0000000000").unwrap();
+        std::fs::write(d.join("notes.txt"), b"hello world, plain text").unwrap();
+        std::fs::create_dir(d.join("x.jpg")).unwrap();
+        std::fs::write(d.join("x.jpg").join("inner.png"), b"").unwrap();
+        let got: Vec<_> = collect(&WalkOptions::new(vec![d.into()]))
+            .into_iter()
+            .map(|c| {
+                let name = c
+                    .path
+                    .strip_prefix(d)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                (name, c.defect.map(|d| d.status))
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a.JPG".into(), None),
+                ("noext".into(), None),
+                ("x.jpg".into(), Some(Status::NotAFile)),
+                ("x.jpg/inner.png".into(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn stops_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..5 {
+            std::fs::write(dir.path().join(format!("{i}.png")), b"").unwrap();
+        }
+        let mut seen = 0;
+        walk(&WalkOptions::new(vec![dir.path().into()]), |_| {
+            seen += 1;
+            seen < 2
+        });
+        assert_eq!(seen, 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directory_loop_under_follow_is_a_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::symlink(dir.path(), sub.join("back")).unwrap();
+        let mut opts = WalkOptions::new(vec![dir.path().into()]);
+        opts.follow_symlinks = true;
+        let rows = collect(&opts);
+        assert_eq!(rows.len(), 1);
+        let defect = rows[0].defect.as_ref().unwrap();
+        assert_eq!(defect.status, Status::IoError);
+        assert!(defect.message.contains("loop"), "{}", defect.message);
+    }
+}
