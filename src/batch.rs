@@ -52,7 +52,7 @@ mod tests {
         assert_eq!(sizes, vec![4, 4, 2]);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_lone_item_leaves_after_the_linger() {
         let (tx, rx) = async_channel::bounded(10);
         let (btx, brx) = async_channel::bounded(10);

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
-use crate::jpeg_quality;
+use crate::jpeg;
 use crate::verdict::{to_ms, FileMeta, Status};
 
 /// Limits that keep one hostile file from taking the machine down.
@@ -53,24 +53,9 @@ impl DecodeError {
     }
 }
 
-/// A decoded image with what was learned about its file.
-#[derive(Debug)]
-pub struct Decoded {
-    pub meta: FileMeta,
-    pub image: RgbImage,
-}
-
-/// Reads and decodes one file. On failure the metadata gathered so far comes back with the
-/// error, so the row still carries size, hash and format where they were known.
-pub fn decode_file(path: &Path, limits: &Limits) -> Result<Decoded, (FileMeta, DecodeError)> {
-    let mut meta = FileMeta::new(path.to_string_lossy().into_owned());
-    match read_and_decode(path, limits, &mut meta) {
-        Ok(image) => Ok(Decoded { meta, image }),
-        Err(e) => Err((meta, e)),
-    }
-}
-
-fn read_and_decode(
+/// Reads and decodes one file, filling `meta` as far as it gets, so that a failed file's row
+/// still carries size, hash and format where they were known.
+pub fn decode_file(
     path: &Path,
     limits: &Limits,
     meta: &mut FileMeta,
@@ -113,7 +98,12 @@ pub fn decode_bytes(
     })?;
     meta.format = Some(format_name(format));
     if format == ImageFormat::Jpeg {
-        meta.jpeg_quality = jpeg_quality::estimate(bytes);
+        meta.jpeg_quality = jpeg::estimate_quality(bytes);
+        if !jpeg::is_complete(bytes) {
+            return Err(DecodeError::Corrupt(
+                "truncated JPEG: the end-of-image marker is missing".into(),
+            ));
+        }
     }
 
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
@@ -188,11 +178,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("really-a-png.jpg");
         std::fs::write(&path, png_bytes(20, 10)).unwrap();
-        let d = decode_file(&path, &Limits::default()).unwrap();
-        assert_eq!(d.meta.format, Some("png"));
-        assert_eq!((d.image.width(), d.image.height()), (20, 10));
-        assert_eq!(d.meta.jpeg_quality, None);
-        assert_eq!(d.meta.blake3.as_ref().map(String::len), Some(64));
+        let mut meta = FileMeta::default();
+        let image = decode_file(&path, &Limits::default(), &mut meta).unwrap();
+        assert_eq!(meta.format, Some("png"));
+        assert_eq!((image.width(), image.height()), (20, 10));
+        assert_eq!(meta.jpeg_quality, None);
+        assert_eq!(meta.blake3.as_ref().map(String::len), Some(64));
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod batch;
 pub mod cli;
 pub mod decode;
 pub mod infer;
-pub mod jpeg_quality;
+pub mod jpeg;
 pub mod manifest;
 pub mod pipeline;
 pub mod preprocess;

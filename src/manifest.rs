@@ -130,7 +130,7 @@ impl Manifest {
                 i.resize
             )));
         }
-        if i.height == 0 || i.width == 0 || i.std.iter().any(|&s| s == 0.0) {
+        if i.height == 0 || i.width == 0 || i.std.contains(&0.0) {
             return Err(invalid("input size and std must be non-zero".into()));
         }
         Ok(())

@@ -198,10 +198,16 @@ impl Pipeline {
     }
 }
 
+/// What the decode stage makes of a candidate: an image for the models, or its final row.
+enum Decoded {
+    Ready(Prepared),
+    Done(Verdict),
+}
+
 fn decode_loop(
     input: &Receiver<Candidate>,
     prepared: &Sender<Prepared>,
-    failed: &Sender<Verdict>,
+    done: &Sender<Verdict>,
     specs: &[crate::manifest::InputSpec],
     limits: &Limits,
     clock: &StageClock,
@@ -212,8 +218,8 @@ fn decode_loop(
         let outcome = prepare(candidate, limits, &mut pre, clock);
         clock.add(Stage::Decode, t.elapsed());
         let sent = match outcome {
-            Ok(p) => prepared.send_blocking(p).is_ok(),
-            Err(v) => failed.send_blocking(v).is_ok(),
+            Decoded::Ready(p) => prepared.send_blocking(p).is_ok(),
+            Decoded::Done(v) => done.send_blocking(v).is_ok(),
         };
         if !sent {
             return;
@@ -226,26 +232,21 @@ fn prepare(
     limits: &Limits,
     pre: &mut Preprocessor,
     clock: &StageClock,
-) -> Result<Prepared, Verdict> {
+) -> Decoded {
+    let mut meta = FileMeta::new(candidate.path.to_string_lossy().into_owned());
     if let Some(defect) = candidate.defect {
-        let meta = FileMeta::new(candidate.path.to_string_lossy().into_owned());
-        return Err(Verdict::failed(meta, defect.status, defect.message));
+        return Decoded::Done(Verdict::failed(meta, defect.status, defect.message));
     }
-    let decoded = decode::decode_file(&candidate.path, limits)
-        .map_err(|(meta, e)| Verdict::failed(meta, e.status(), e.to_string()))?;
+    let image = match decode::decode_file(&candidate.path, limits, &mut meta) {
+        Ok(image) => image,
+        Err(e) => return Decoded::Done(Verdict::failed(meta, e.status(), e.to_string())),
+    };
     let t = Instant::now();
-    let tensors = pre.prepare(&decoded.image);
+    let tensors = pre.prepare(&image);
     clock.add(Stage::Resize, t.elapsed());
     match tensors {
-        Ok(tensors) => Ok(Prepared {
-            meta: decoded.meta,
-            tensors,
-        }),
-        Err(e) => Err(Verdict::failed(
-            decoded.meta,
-            Status::DecodeError,
-            e.to_string(),
-        )),
+        Ok(tensors) => Decoded::Ready(Prepared { meta, tensors }),
+        Err(e) => Decoded::Done(Verdict::failed(meta, Status::DecodeError, e.to_string())),
     }
 }
 

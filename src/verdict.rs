@@ -170,7 +170,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(models: Vec<ModelColumn>) -> Self {
-        let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into()));
         let mut fields = vec![
             Field::new("path", DataType::Utf8, false),
             Field::new("size_bytes", DataType::UInt64, true),
@@ -250,7 +250,7 @@ impl Table {
         let n = rows.len();
         let mut path = StringBuilder::with_capacity(n, n * 64);
         let mut size = UInt64Builder::with_capacity(n);
-        let mut modified = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut modified = TimestampMillisecondBuilder::with_capacity(n).with_timezone("+00:00");
         let mut hash = StringBuilder::with_capacity(n, n * 64);
         let mut format = StringBuilder::with_capacity(n, n * 4);
         let mut width = UInt32Builder::with_capacity(n);
@@ -272,7 +272,7 @@ impl Table {
         let mut error = StringBuilder::new();
         let mut models = StringBuilder::new();
         let mut precision = StringBuilder::new();
-        let mut scanned = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut scanned = TimestampMillisecondBuilder::with_capacity(n).with_timezone("+00:00");
 
         let models_text = self.models_text();
         let precision_text = self.precision_text();

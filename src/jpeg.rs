@@ -1,4 +1,5 @@
-//! Estimate a JPEG's encoder quality from its quantization tables.
+//! Facts read from a JPEG's structure: its encoder quality, estimated from the quantization
+//! tables, and whether the file is complete.
 //!
 //! Auditors need this column: recompression strength is the classic confounder of AI-image
 //! detectors (a model that learned "heavily compressed = real" fails on social-media fakes). The
@@ -16,7 +17,7 @@ const STD_LUMINANCE: [u16; 64] = [
 
 /// Returns the estimated quality 1..=100, or `None` when the bytes hold no table 0 before the
 /// first scan (not a JPEG, or a damaged header).
-pub fn estimate(bytes: &[u8]) -> Option<u8> {
+pub fn estimate_quality(bytes: &[u8]) -> Option<u8> {
     let table = luminance_table(bytes)?;
     let sum: u32 = table.iter().map(|&q| u32::from(q)).sum();
     let std_sum: u32 = STD_LUMINANCE.iter().map(|&q| u32::from(q)).sum();
@@ -28,6 +29,17 @@ pub fn estimate(bytes: &[u8]) -> Option<u8> {
         5000.0 / scale
     };
     Some(quality.round().clamp(1.0, 100.0) as u8)
+}
+
+/// Whether the file holds an end-of-image marker after its first scan. Decoders fill a truncated
+/// JPEG with grey and report success; a score on such an image would describe the filler.
+/// `FF D9` cannot occur inside entropy-coded data (an `FF` there is always followed by `00`), so
+/// any `FF D9` after the start of scan marks the end, even with a trailer appended after it.
+pub fn is_complete(bytes: &[u8]) -> bool {
+    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// The 64 entries of quantization table 0, read from the DQT segments before the first SOS.
@@ -107,15 +119,25 @@ mod tests {
     #[test]
     fn recovers_the_encoder_quality() {
         for q in [30u8, 50, 75, 90, 95] {
-            let got = estimate(&encode(q)).unwrap();
+            let got = estimate_quality(&encode(q)).unwrap();
             assert!(got.abs_diff(q) <= 1, "quality {q} estimated as {got}");
         }
     }
 
     #[test]
+    fn truncation_is_detected_and_trailers_are_allowed() {
+        let mut full = encode(85);
+        assert!(is_complete(&full));
+        assert!(!is_complete(&full[..full.len() - 2]));
+        assert!(!is_complete(&full[..full.len() / 2]));
+        full.extend_from_slice(b"appended trailer");
+        assert!(is_complete(&full));
+    }
+
+    #[test]
     fn none_for_non_jpeg_and_truncated_headers() {
-        assert_eq!(estimate(b"\x89PNG\r\n\x1a\n"), None);
-        assert_eq!(estimate(&encode(80)[..20]), None);
-        assert_eq!(estimate(b""), None);
+        assert_eq!(estimate_quality(b"\x89PNG\r\n\x1a\n"), None);
+        assert_eq!(estimate_quality(&encode(80)[..20]), None);
+        assert_eq!(estimate_quality(b""), None);
     }
 }

@@ -1,0 +1,117 @@
+//! Helpers shared by the integration tests: run the real binary, make images, read verdicts.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{Float32Type, UInt32Type, UInt8Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn synthscan(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synthscan"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--quiet")
+        .args(args)
+        .env_remove("SYNTHSCAN_MODELS");
+    cmd
+}
+
+/// `--model` arguments for the random-weight test network.
+pub fn tiny_model() -> Vec<String> {
+    vec![
+        "--model".into(),
+        fixtures()
+            .join("tiny-cnn.json")
+            .to_string_lossy()
+            .into_owned(),
+    ]
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A smooth colour pattern, so that images of different sizes get different scores.
+pub fn write_image(path: &Path, w: u32, h: u32, format: image::ImageFormat) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x * 255 / w) as u8,
+            (y * 255 / h) as u8,
+            ((x ^ y) & 0xff) as u8,
+        ])
+    });
+    let img = image::DynamicImage::ImageRgb8(img);
+    let img = match format {
+        image::ImageFormat::Gif | image::ImageFormat::WebP => {
+            image::DynamicImage::ImageRgba8(img.to_rgba8())
+        }
+        _ => img,
+    };
+    img.save_with_format(path, format).unwrap();
+}
+
+pub fn read_batch(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .expect("at least one batch");
+    concat_batches(&schema, &batches).unwrap()
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub path: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub score: Option<f32>,
+    pub label: Option<String>,
+    pub format: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub jpeg_quality: Option<u8>,
+}
+
+pub fn read_rows(path: &Path) -> Vec<Row> {
+    let b = read_batch(path);
+    let s = |name: &str, i: usize| {
+        let c = b.column_by_name(name).unwrap().as_string::<i32>();
+        c.is_valid(i).then(|| c.value(i).to_string())
+    };
+    let score = b
+        .column_by_name("score")
+        .unwrap()
+        .as_primitive::<Float32Type>();
+    let width = b
+        .column_by_name("width")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    let height = b
+        .column_by_name("height")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    let quality = b
+        .column_by_name("jpeg_quality")
+        .unwrap()
+        .as_primitive::<UInt8Type>();
+    (0..b.num_rows())
+        .map(|i| Row {
+            path: s("path", i).unwrap(),
+            status: s("status", i).unwrap(),
+            error: s("error", i),
+            score: score.is_valid(i).then(|| score.value(i)),
+            label: s("label", i),
+            format: s("format", i),
+            width: width.is_valid(i).then(|| width.value(i)),
+            height: height.is_valid(i).then(|| height.value(i)),
+            jpeg_quality: quality.is_valid(i).then(|| quality.value(i)),
+        })
+        .collect()
+}

@@ -1,0 +1,357 @@
+//! The real binary on real files: every candidate ends as exactly one row with the right status,
+//! and set-up problems stop the run before any work with a message and exit code 2.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{read_rows, synthscan, tiny_model, write_image, Row};
+
+/// Builds the bad-input fixture set next to a few good images; returns the expected status of
+/// every candidate by file name.
+fn fixture_set(dir: &Path) -> BTreeMap<String, &'static str> {
+    let mut expected = BTreeMap::new();
+    let mut ok = |name: &str| {
+        expected.insert(name.to_string(), "ok");
+    };
+    write_image(&dir.join("photo.jpg"), 320, 240, image::ImageFormat::Jpeg);
+    ok("photo.jpg");
+    write_image(&dir.join("shot.png"), 200, 300, image::ImageFormat::Png);
+    ok("shot.png");
+    write_image(&dir.join("pic.webp"), 100, 80, image::ImageFormat::WebP);
+    ok("pic.webp");
+    write_image(&dir.join("anim.gif"), 90, 60, image::ImageFormat::Gif);
+    ok("anim.gif");
+    write_image(&dir.join("old.bmp"), 50, 40, image::ImageFormat::Bmp);
+    ok("old.bmp");
+    write_image(&dir.join("scan.tiff"), 70, 30, image::ImageFormat::Tiff);
+    ok("scan.tiff");
+    // A PNG with a .jpg name decodes by its content.
+    write_image(&dir.join("misnamed.jpg"), 64, 64, image::ImageFormat::Png);
+    ok("misnamed.jpg");
+    // Grayscale and 16-bit RGBA convert to RGB8.
+    image::GrayImage::from_fn(40, 40, |x, _| image::Luma([x as u8 * 6]))
+        .save(dir.join("gray.png"))
+        .unwrap();
+    ok("gray.png");
+    image::ImageBuffer::<image::Rgba<u16>, _>::from_fn(30, 20, |x, y| {
+        image::Rgba([x as u16 * 2000, y as u16 * 3000, 7, 40000])
+    })
+    .save(dir.join("deep.png"))
+    .unwrap();
+    ok("deep.png");
+
+    let mut bad = |name: &str, bytes: &[u8], status: &'static str| {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        expected.insert(name.to_string(), status);
+    };
+    bad("empty.jpg", b"", "unsupported");
+    bad("noise.png", &pseudo_random_bytes(4096), "unsupported");
+    let jpeg = std::fs::read(dir.join("photo.jpg")).unwrap();
+    bad("truncated.jpg", &jpeg[..jpeg.len() / 3], "decode_error");
+    bad("bomb.png", &png_claiming(100_000, 100_000), "too_large");
+
+    std::fs::create_dir(dir.join("folder.jpg")).unwrap();
+    expected.insert("folder.jpg".into(), "not_a_file");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        symlink(dir.join("missing.jpg"), dir.join("broken.jpg")).unwrap();
+        expected.insert("broken.jpg".into(), "io_error");
+        symlink(dir.join("loop-b.jpg"), dir.join("loop-a.jpg")).unwrap();
+        symlink(dir.join("loop-a.jpg"), dir.join("loop-b.jpg")).unwrap();
+        expected.insert("loop-a.jpg".into(), "io_error");
+        expected.insert("loop-b.jpg".into(), "io_error");
+
+        let odd = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.png");
+        write_image(&dir.join(odd), 48, 48, image::ImageFormat::Png);
+        expected.insert("caf\u{fffd}-latin1.png".into(), "ok");
+
+        let locked = dir.join("locked.jpg");
+        write_image(&locked, 32, 32, image::ImageFormat::Jpeg);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        // Root reads through permissions; then the file is simply scanned.
+        let readable = std::fs::File::open(&locked).is_ok();
+        expected.insert(
+            "locked.jpg".into(),
+            if readable { "ok" } else { "io_error" },
+        );
+    }
+    // Not a candidate: text with a text name.
+    std::fs::write(dir.join("notes.txt"), "not an image").unwrap();
+    expected
+}
+
+fn pseudo_random_bytes(n: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A valid 1x1 PNG whose header is rewritten to claim `w` x `h` pixels (CRC fixed up), so only
+/// a size check before allocation saves the decoder.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::new(1, 1)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    let mut png = out.into_inner();
+    // signature (8) + length (4) + "IHDR" (4), then width and height.
+    png[16..20].copy_from_slice(&w.to_be_bytes());
+    png[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32fast::hash(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+fn by_name(rows: &[Row], root: &Path) -> BTreeMap<String, Row> {
+    rows.iter()
+        .map(|r| {
+            let rel = Path::new(&r.path)
+                .strip_prefix(root)
+                .unwrap_or_else(|_| Path::new(&r.path))
+                .to_string_lossy()
+                .into_owned();
+            (rel, r.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn every_fixture_gets_exactly_one_row_with_the_right_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let expected = fixture_set(&input);
+    let out = dir.path().join("v.parquet");
+    let run = synthscan(&[
+        "scan",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .args(tiny_model())
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+
+    let rows = read_rows(&out);
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "one row per candidate\n{stderr}"
+    );
+    let got = by_name(&rows, &input);
+    let statuses: BTreeMap<String, &str> = got
+        .iter()
+        .map(|(k, r)| (k.clone(), r.status.as_str()))
+        .collect();
+    assert_eq!(statuses, expected);
+
+    for (name, row) in &got {
+        if row.status == "ok" {
+            let score = row.score.unwrap_or_else(|| panic!("{name} has no score"));
+            assert!((0.0..=1.0).contains(&score), "{name}: {score}");
+            assert!(row.label.is_some() && row.error.is_none(), "{name}");
+        } else {
+            assert!(row.score.is_none() && row.label.is_none(), "{name}");
+            assert!(!row.error.as_deref().unwrap_or("").is_empty(), "{name}");
+        }
+    }
+    let err = |name: &str| got[name].error.clone().unwrap();
+    assert!(
+        err("bomb.png").contains("100000x100000"),
+        "{}",
+        err("bomb.png")
+    );
+    assert!(
+        err("broken.jpg").contains("broken symlink"),
+        "{}",
+        err("broken.jpg")
+    );
+    assert!(
+        err("truncated.jpg").to_lowercase().contains("truncat") || !err("truncated.jpg").is_empty()
+    );
+    assert_eq!(got["photo.jpg"].format.as_deref(), Some("jpeg"));
+    assert!(got["photo.jpg"].jpeg_quality.is_some());
+    assert_eq!(got["misnamed.jpg"].format.as_deref(), Some("png"));
+    assert_eq!(
+        (got["shot.png"].width, got["shot.png"].height),
+        (Some(200), Some(300))
+    );
+}
+
+#[test]
+fn formats_agree_and_batching_does_not_change_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for i in 0..7 {
+        write_image(
+            &input.join(format!("{i}.png")),
+            40 + i * 30,
+            90,
+            image::ImageFormat::Png,
+        );
+    }
+    let scan = |out: &str, batch: &str| {
+        let out = dir.path().join(out);
+        let run = synthscan(&["scan", input.to_str().unwrap(), "-b", batch, "--out"])
+            .arg(&out)
+            .args(tiny_model())
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        out
+    };
+    let one = by_name(&read_rows(&scan("a.parquet", "1")), &input);
+    let many = by_name(&read_rows(&scan("b.parquet", "16")), &input);
+    assert_eq!(one.len(), 7);
+    for (name, row) in &one {
+        let (a, b) = (row.score.unwrap(), many[name].score.unwrap());
+        assert!((a - b).abs() < 1e-5, "{name}: {a} vs {b}");
+    }
+    let csv = std::fs::read_to_string(scan("c.csv", "4")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 7);
+    assert!(csv.lines().next().unwrap().starts_with("path,size_bytes,"));
+    let jsonl = std::fs::read_to_string(scan("d.jsonl", "4")).unwrap();
+    let objs: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 7);
+    assert!(objs
+        .iter()
+        .all(|o| o["status"] == "ok" && o["score_tiny_cnn"].is_number()));
+    // No temporary files are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn two_models_score_the_same_decoded_images_in_their_own_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    write_image(&input.join("a.png"), 120, 80, image::ImageFormat::Png);
+    // The same network under a second name, with a stricter threshold.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    std::fs::copy(fixtures.join("tiny-cnn.onnx"), models.join("tiny-cnn.onnx")).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny-cnn.json")).unwrap())
+            .unwrap();
+    m["name"] = "twin".into();
+    m["threshold"] = 0.0.into();
+    std::fs::write(models.join("twin.json"), m.to_string()).unwrap();
+    std::fs::copy(fixtures.join("tiny-cnn.json"), models.join("tiny-cnn.json")).unwrap();
+
+    let out = dir.path().join("v.parquet");
+    let run = synthscan(&[
+        "scan",
+        input.to_str().unwrap(),
+        "-m",
+        "tiny-cnn",
+        "-m",
+        "twin",
+    ])
+    .arg("--models-dir")
+    .arg(&models)
+    .arg("--out")
+    .arg(&out)
+    .output()
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let batch = common::read_batch(&out);
+    use arrow::array::AsArray;
+    use arrow::datatypes::Float32Type;
+    let a = batch
+        .column_by_name("score_tiny_cnn")
+        .unwrap()
+        .as_primitive::<Float32Type>()
+        .value(0);
+    let b = batch
+        .column_by_name("score_twin")
+        .unwrap()
+        .as_primitive::<Float32Type>()
+        .value(0);
+    assert_eq!(a, b);
+    let label = |c: &str| {
+        batch
+            .column_by_name(c)
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
+    assert_eq!(
+        label("label_twin"),
+        "fake",
+        "threshold 0 calls everything fake"
+    );
+    assert_eq!(
+        label("label_tiny_cnn"),
+        if a >= 0.5 { "fake" } else { "real" }
+    );
+}
+
+#[test]
+fn set_up_problems_stop_before_work_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.parquet");
+    let fail = |cmd: &mut std::process::Command, needle: &str| {
+        let run = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
+        assert!(!out.exists());
+    };
+    let o = out.to_str().unwrap();
+    fail(
+        synthscan(&["scan", "/no/such/folder", "--out", o]).args(tiny_model()),
+        "/no/such/folder",
+    );
+    fail(
+        &mut synthscan(&["scan", ".", "--out", o, "--model", "no-such-model"]),
+        "no-such-model",
+    );
+    fail(
+        synthscan(&["scan", ".", "--out", o, "--threshold", "1.5"]).args(tiny_model()),
+        "threshold",
+    );
+    fail(
+        synthscan(&["scan", ".", "--out", o])
+            .args(tiny_model())
+            .env("ORT_DYLIB_PATH", "/no/libonnxruntime.so"),
+        "scripts/install-ort",
+    );
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{ not json").unwrap();
+    fail(
+        &mut synthscan(&["scan", ".", "--out", o, "--model", broken.to_str().unwrap()]),
+        "not a valid model manifest",
+    );
+}

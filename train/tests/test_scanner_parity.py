@@ -1,0 +1,126 @@
+"""Preprocessing parity: the Rust scanner's probabilities equal the training side's reference.
+
+The reference is what a user of the training package would compute: PIL decode with EXIF
+orientation, torchvision ``Resize((h, w), antialias=True)``, ``ToTensor``, ``Normalize``, then
+ONNX Runtime on the same ONNX file. Each image's probability must agree within 0.01.
+
+The scanner binary comes from ``SYNTHSCAN_BIN`` (CI sets it after ``cargo build --release``),
+else ``target/release/synthscan`` of the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from train.data import eval_transform, load_image
+
+REPO = Path(__file__).resolve().parents[2]
+TOLERANCE = 0.01
+
+
+def scanner() -> Path:
+    explicit = os.environ.get("SYNTHSCAN_BIN")
+    path = Path(explicit) if explicit else REPO / "target" / "release" / "synthscan"
+    if not path.is_file():
+        if explicit:
+            pytest.fail(f"SYNTHSCAN_BIN={explicit} does not exist")
+        pytest.skip("scanner not built: run `cargo build --release` first")
+    return path
+
+
+def manifests() -> list[Path]:
+    found = sorted((REPO / "models").glob("*.json"))
+    return [*found, REPO / "tests" / "fixtures" / "tiny-cnn.json"]
+
+
+def parity_images(root: Path) -> list[Path]:
+    """The committed samples where present, plus sizes and colour types they may lack."""
+    rng = np.random.default_rng(7)
+    root.mkdir()
+    made = []
+    # Smooth content with some texture, at sizes around, below and far above 224.
+    for w, h in [(224, 224), (97, 131), (640, 480), (1500, 1000), (300, 2000)]:
+        y, x = np.mgrid[0:h, 0:w]
+        base = np.stack([x * 255 / w, y * 255 / h, (x + y) % 256], axis=-1)
+        noise = rng.normal(0, 12, (h, w, 3))
+        arr = np.clip(base + noise, 0, 255).astype("uint8")
+        for ext, kw in [("png", {}), ("jpg", {"quality": 90})]:
+            path = root / f"synth-{w}x{h}.{ext}"
+            Image.fromarray(arr).save(path, **kw)
+            made.append(path)
+    gray = root / "gray.png"
+    Image.open(made[0]).convert("L").save(gray)
+    made.append(gray)
+    rgba = root / "alpha.png"
+    Image.open(made[2]).convert("RGBA").save(rgba)
+    made.append(rgba)
+    rotated = root / "rotated.jpg"
+    img = Image.open(made[4])
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(rotated, exif=exif, quality=92)
+    made.append(rotated)
+    samples = REPO / "samples"
+    if samples.is_dir():
+        made += sorted(p for p in samples.rglob("*") if p.is_file() and p.suffix != ".md")
+    return made
+
+
+def reference_probs(manifest_path: Path, images: list[Path]) -> dict[str, float]:
+    manifest = json.loads(manifest_path.read_text())
+    size = manifest["input"]["height"]
+    assert manifest["input"]["width"] == size
+    session = ort.InferenceSession(
+        str(manifest_path.parent / manifest["file"]), providers=["CPUExecutionProvider"]
+    )
+    transform = eval_transform(size)
+    out = {}
+    for path in images:
+        tensor = transform(load_image(path)).unsqueeze(0).numpy()
+        (logits,) = session.run([manifest["output"]["name"]], {manifest["input"]["name"]: tensor})
+        probs = torch.softmax(torch.from_numpy(logits), dim=1)[0]
+        out[str(path)] = float(probs[manifest["fake_index"]])
+    return out
+
+
+@pytest.mark.parametrize("manifest_path", manifests(), ids=lambda p: p.stem)
+def test_scanner_matches_the_training_transform(manifest_path: Path, tmp_path: Path) -> None:
+    binary = scanner()
+    images = parity_images(tmp_path / "images")
+    # Scan exactly these files (samples live elsewhere): pass them all as explicit paths.
+    out = tmp_path / "verdicts.parquet"
+    run = subprocess.run(
+        [
+            str(binary),
+            "--quiet",
+            "scan",
+            *map(str, images),
+            "--model",
+            str(manifest_path),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == len(images)
+    assert all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
+    got = {r["path"]: r["score"] for r in rows}
+    want = reference_probs(manifest_path, images)
+    worst = max(want, key=lambda p: abs(want[p] - got[p]))
+    diffs = {Path(p).name: round(abs(want[p] - got[p]), 5) for p in want}
+    assert abs(want[worst] - got[worst]) < TOLERANCE, diffs

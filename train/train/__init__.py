@@ -1,0 +1,1 @@
+"""Training, benchmarking and ONNX export for synthscan's real-vs-generated image classifiers."""

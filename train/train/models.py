@@ -1,0 +1,140 @@
+"""Model zoo, local weight initialisation and two-stage splits for model parallelism."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import timm
+import torch
+from timm.layers import global_pool_nlc
+from torch import nn
+from torchvision.models import resnet18
+
+log = logging.getLogger(__name__)
+
+NUM_CLASSES = 2
+VIT_MODELS = ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224")
+MODEL_NAMES = ("resnet18", *VIT_MODELS)
+
+
+def create_model(name: str, image_size: int = 224, num_classes: int = NUM_CLASSES) -> nn.Module:
+    if name == "resnet18":
+        # ResNet's global pooling makes it size-agnostic; image_size needs no plumbing.
+        return resnet18(weights=None, num_classes=num_classes)
+    if name in VIT_MODELS:
+        return timm.create_model(
+            name, pretrained=False, num_classes=num_classes, img_size=image_size
+        )
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+
+
+def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
+    """Accept a bare state dict or one of our checkpoints ({"model": ...})."""
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict):
+        raise TypeError("checkpoint holds no state dict")
+    # Strip wrapper prefixes left by torch.compile / DDP so any of our checkpoints loads.
+    out: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        for prefix in ("_orig_mod.", "module."):
+            key = key.removeprefix(prefix)
+        out[key] = value
+    return out
+
+
+def load_init(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Load local weights non-strictly; tensors whose shape differs (a new head) are dropped.
+
+    Returns (missing, unexpected) key lists, which are also logged.
+    """
+    state = unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    for key in mismatched:
+        log.info("init-from: dropping %s (shape %s != %s)", key, state[key].shape, own[key].shape)
+        del state[key]
+    result = model.load_state_dict(state, strict=False)
+    log.info(
+        "init-from %s: missing=%s unexpected=%s", path, result.missing_keys, result.unexpected_keys
+    )
+    return list(result.missing_keys), list(result.unexpected_keys)
+
+
+# --------------------------------------------------------------------------- two-stage splits
+
+
+class ViTStage0(nn.Module):
+    """Patch embedding, position embedding and the first half of the blocks.
+
+    Holds references to the full model's parameters, so training the stages trains the model.
+    """
+
+    def __init__(self, vit: nn.Module, split: int) -> None:
+        super().__init__()
+        if getattr(vit, "num_reg_tokens", 0) or vit.cls_token is None or vit.no_embed_class:
+            raise ValueError("ViT split supports the plain class-token layout only")
+        if getattr(vit, "dynamic_img_size", False):
+            raise ValueError("ViT split does not support dynamic_img_size")
+        self.patch_embed = vit.patch_embed
+        self.cls_token = vit.cls_token
+        self.pos_embed = vit.pos_embed
+        self.pos_drop = vit.pos_drop
+        self.patch_drop = vit.patch_drop
+        self.norm_pre = vit.norm_pre
+        self.blocks = nn.Sequential(*list(vit.blocks)[:split])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.pos_drop(x + self.pos_embed)
+        x = self.patch_drop(x)
+        x = self.norm_pre(x)
+        return self.blocks(x)
+
+
+class ViTStage1(nn.Module):
+    def __init__(self, vit: nn.Module, split: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*list(vit.blocks)[split:])
+        self.norm = vit.norm
+        self.vit_head = _ViTHead(vit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit_head(self.norm(self.blocks(x)))
+
+
+class _ViTHead(nn.Module):
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        if vit.attn_pool is not None:
+            raise ValueError("ViT split does not support attention pooling")
+        self.fc_norm = vit.fc_norm
+        self.head_drop = vit.head_drop
+        self.head = vit.head
+        self.global_pool = vit.global_pool
+        self.num_prefix_tokens = vit.num_prefix_tokens
+        self.pool_include_prefix = vit.pool_include_prefix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = global_pool_nlc(
+            x,
+            pool_type=self.global_pool,
+            num_prefix_tokens=self.num_prefix_tokens,
+            reduce_include_prefix=self.pool_include_prefix,
+        )
+        return self.head(self.head_drop(self.fc_norm(x)))
+
+
+def split_model(model: nn.Module, name: str) -> tuple[nn.Module, nn.Module]:
+    """Two modules whose composition stage1(stage0(x)) equals model(x)."""
+    if name == "resnet18":
+        m = model
+        stage0 = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2)
+        stage1 = nn.Sequential(m.layer3, m.layer4, m.avgpool, nn.Flatten(1), m.fc)
+        return stage0, stage1
+    if name in VIT_MODELS:
+        half = len(model.blocks) // 2
+        return ViTStage0(model, half), ViTStage1(model, half)
+    raise ValueError(f"no split for {name!r}")
