@@ -12,6 +12,7 @@ pub mod jpeg;
 pub mod manifest;
 pub mod pipeline;
 pub mod preprocess;
+pub mod report;
 pub mod runtime;
 pub mod sink;
 pub mod source;

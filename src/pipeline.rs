@@ -31,6 +31,8 @@ const CANDIDATE_CAPACITY: usize = 1024;
 const VERDICT_CAPACITY: usize = 1024;
 /// The collector hands rows to the sink in groups of this size (or when the input pauses).
 const SINK_GROUP: usize = 256;
+/// How often an idle collector lets the sink act on time (see [`Sink::tick`]).
+const SINK_TICK: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -268,7 +270,18 @@ fn collect(
         group.clear();
         r
     };
-    while let Ok(v) = input.recv_blocking() {
+    // The collector runs on a blocking thread of the runtime, so it can wait on the channel with
+    // a deadline through the runtime's timer.
+    let rt = tokio::runtime::Handle::current();
+    loop {
+        let v = match rt.block_on(tokio::time::timeout(SINK_TICK, input.recv())) {
+            Ok(Ok(v)) => v,
+            Ok(Err(_)) => break,
+            Err(_) => {
+                sink.tick()?;
+                continue;
+            }
+        };
         summary.record(&table, &v);
         observer(&v, discovered.load(Ordering::Relaxed));
         group.push(v);

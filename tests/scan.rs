@@ -355,3 +355,75 @@ fn set_up_problems_stop_before_work_with_exit_code_2() {
         "not a valid model manifest",
     );
 }
+
+#[test]
+fn three_shards_give_exactly_the_rows_of_one_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(input.join("nested")).unwrap();
+    for i in 0..12 {
+        let sub = if i % 2 == 0 { "nested" } else { "" };
+        write_image(
+            &input.join(sub).join(format!("{i}.png")),
+            30 + i * 7,
+            40,
+            image::ImageFormat::Png,
+        );
+    }
+    std::fs::write(input.join("broken.jpg"), b"nope").unwrap();
+    let whole = dir.path().join("whole.parquet");
+    let parts = dir.path().join("parts");
+    let run = |extra: &[&str], out: &Path| {
+        let r = synthscan(&[
+            "scan",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(extra)
+        .args(tiny_model())
+        .output()
+        .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    run(&[], &whole);
+    for i in 0..3 {
+        run(&["--shard", &format!("{i}/3")], &parts);
+    }
+    let mut sharded = BTreeMap::new();
+    for i in 0..3 {
+        for row in read_rows(&parts.join(format!("part-{i}-of-3.parquet"))) {
+            assert!(
+                sharded.insert(row.path.clone(), row).is_none(),
+                "a path in two shards"
+            );
+        }
+    }
+    let whole: BTreeMap<String, Row> = read_rows(&whole)
+        .into_iter()
+        .map(|r| (r.path.clone(), r))
+        .collect();
+    assert_eq!(whole.len(), 13);
+    assert_eq!(
+        sharded.keys().collect::<Vec<_>>(),
+        whole.keys().collect::<Vec<_>>()
+    );
+    for (path, row) in &whole {
+        assert_eq!(row.status, sharded[path].status);
+        assert_eq!(row.score, sharded[path].score, "{path}");
+    }
+    // The parts read back as one dataset.
+    let report = synthscan(&["report", parts.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert!(
+        text.starts_with("13 rows in 3 file(s), 13 distinct paths"),
+        "{text}"
+    );
+}

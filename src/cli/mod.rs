@@ -3,6 +3,7 @@
 //! status are data, not failures), 1 the run failed, 2 bad usage or set-up.
 
 mod models;
+mod report;
 mod scan;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub enum Command {
     Scan(scan::ScanArgs),
     /// List the models in the models folder.
     Models(models::ModelsArgs),
+    /// Summarize a verdict dataset: counts, fake rate per model, format and JPEG quality.
+    Report(report::ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => scan::run(args, cli.quiet),
         Command::Models(args) => models::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(code) => code,

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{load_models, usage, ModelOptions};
 use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
 use crate::sink::{self, Format};
-use crate::source::walk::{self, WalkOptions};
+use crate::source::walk::{self, Shard, WalkOptions};
 use crate::verdict::Table;
 
 #[derive(Debug, Args)]
@@ -23,9 +23,13 @@ pub struct ScanArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub model: ModelOptions,
-    /// Output file.
+    /// Output file; with --shard, the folder that receives `part-i-of-N.<ext>`.
     #[arg(short, long, default_value = "verdicts.parquet")]
     pub out: PathBuf,
+    /// Scan only shard i of N (0-based), chosen by a hash of each file's path relative to the
+    /// scanned folder, so N machines given the same folder split it without overlap.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<Shard>,
     /// Output format (default: from the --out extension, else parquet).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -69,8 +73,17 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
     }
     let format = args
         .format
-        .or_else(|| Format::from_path(&args.out))
+        .or_else(|| Format::from_path(&args.out).filter(|_| args.shard.is_none()))
         .unwrap_or(Format::Parquet);
+    let out = match args.shard {
+        Some(s) => args.out.join(format!(
+            "part-{}-of-{}.{}",
+            s.index,
+            s.count,
+            format.extension()
+        )),
+        None => args.out.clone(),
+    };
     let (runtime, models) = load_models(&args.model)?;
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -87,6 +100,7 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
 
     let mut walk_opts = WalkOptions::new(args.paths.clone());
     walk_opts.follow_symlinks = args.follow_symlinks;
+    walk_opts.shard = args.shard;
     if let Some(ext) = &args.ext {
         walk_opts.extensions = ext
             .iter()
@@ -97,7 +111,7 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
 
     let table = Table::new(models.columns.clone());
     let pipeline = Pipeline::new(&runtime, models, config).context("loading the models")?;
-    let sink = sink::create(format, &args.out, table)?;
+    let sink = sink::create(format, &out, table)?;
 
     let show_progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
     let bar = progress_bar(show_progress);

@@ -4,6 +4,7 @@
 pub mod csv;
 pub mod jsonl;
 pub mod parquet;
+pub mod rolling;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -31,6 +32,14 @@ pub enum Format {
 }
 
 impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+
     /// The format a file name asks for, if its extension names one.
     pub fn from_path(path: &Path) -> Option<Format> {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
@@ -44,6 +53,11 @@ impl Format {
 
 pub trait Sink: Send {
     fn write(&mut self, rows: &[Verdict]) -> Result<(), SinkError>;
+    /// Called when no rows have arrived for a while, so that a sink with a time-based duty
+    /// (finalizing a part after some seconds) can do it even when input pauses.
+    fn tick(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Flushes, closes and renames the file into place; returns its final path.
     fn finish(self: Box<Self>) -> Result<PathBuf, SinkError>;
 }

@@ -26,6 +26,42 @@ pub struct WalkOptions {
     /// Lower-case extensions without the dot.
     pub extensions: HashSet<String>,
     pub follow_symlinks: bool,
+    /// Keep only the files of this shard.
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` disjoint parts of a corpus, chosen by a hash of each file's path relative to
+/// the root it was found under, so that every machine of a fleet agrees on the split whatever
+/// the mount point, and reruns pick the same files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub fn contains(&self, relative: &Path) -> bool {
+        let digest = blake3::hash(relative.as_os_str().as_encoded_bytes());
+        let head = u64::from_le_bytes(digest.as_bytes()[..8].try_into().expect("8 bytes"));
+        head % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || format!("'{s}' is not a shard: write i/N with 0 <= i < N, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(err)?;
+        let (index, count) = (
+            i.trim().parse().map_err(|_| err())?,
+            n.trim().parse().map_err(|_| err())?,
+        );
+        if count == 0 || index >= count {
+            return Err(err());
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 impl WalkOptions {
@@ -34,6 +70,7 @@ impl WalkOptions {
             roots,
             extensions: DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
             follow_symlinks: false,
+            shard: None,
         }
     }
 
@@ -56,7 +93,12 @@ pub fn walk(opts: &WalkOptions, mut emit: impl FnMut(Candidate) -> bool) {
                 Ok(entry) => classify(opts, &entry),
                 Err(err) => Some(walk_error(root, &err)),
             };
-            if let Some(c) = candidate {
+            let in_shard = |c: &Candidate| {
+                opts.shard.is_none_or(|shard| {
+                    shard.contains(c.path.strip_prefix(root).unwrap_or(&c.path))
+                })
+            };
+            if let Some(c) = candidate.filter(in_shard) {
                 if !emit(c) {
                     return;
                 }
@@ -178,6 +220,37 @@ mod tests {
             seen < 2
         });
         assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn shards_partition_the_files_by_relative_path() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for root in [a.path(), b.path()] {
+            std::fs::create_dir(root.join("sub")).unwrap();
+            for i in 0..40 {
+                std::fs::write(root.join("sub").join(format!("{i}.png")), b"").unwrap();
+            }
+        }
+        let names = |root: &Path, shard: &str| -> Vec<String> {
+            let mut opts = WalkOptions::new(vec![root.into()]);
+            opts.shard = Some(shard.parse().unwrap());
+            collect(&opts)
+                .into_iter()
+                .map(|c| c.path.strip_prefix(root).unwrap().display().to_string())
+                .collect()
+        };
+        let mut all: Vec<String> = (0..3)
+            .flat_map(|i| names(a.path(), &format!("{i}/3")))
+            .collect();
+        assert!((0..3).all(|i| !names(a.path(), &format!("{i}/3")).is_empty()));
+        all.sort();
+        let mut expected: Vec<String> = (0..40).map(|i| format!("sub/{i}.png")).collect();
+        expected.sort();
+        assert_eq!(all, expected, "every file in exactly one shard");
+        // Another mount point of the same tree splits the same way.
+        assert_eq!(names(a.path(), "1/3"), names(b.path(), "1/3"));
+        assert!("3/3".parse::<Shard>().is_err() && "x".parse::<Shard>().is_err());
     }
 
     #[cfg(unix)]

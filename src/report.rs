@@ -1,0 +1,317 @@
+//! Summarizing any verdict dataset: one file, or a folder of parts (sharded scans, watch output).
+//!
+//! Besides counts, it breaks the fake rate down by file format and JPEG quality, because those
+//! are where detectors are most often biased: a model that calls every heavily compressed JPEG
+//! "real" shows it here before it misleads anyone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{TimestampMillisecondType, UInt8Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}: no such file or folder")]
+    Missing(PathBuf),
+    #[error("{0}: no Parquet files in it")]
+    Empty(PathBuf),
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path} is not a verdict file: column '{column}' is missing or has another type")]
+    Schema { path: PathBuf, column: String },
+}
+
+/// Fake and total counts for one group of rows.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Rate {
+    pub scored: u64,
+    pub fake: u64,
+}
+
+impl Rate {
+    fn add(&mut self, fake: bool) {
+        self.scored += 1;
+        self.fake += u64::from(fake);
+    }
+
+    pub fn fraction(&self) -> f64 {
+        self.fake as f64 / (self.scored.max(1)) as f64
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub files: Vec<PathBuf>,
+    pub rows: u64,
+    pub distinct_paths: u64,
+    pub by_status: BTreeMap<String, u64>,
+    /// Per model (the part of `label_<model>` after the prefix).
+    pub models: BTreeMap<String, Rate>,
+    pub combined: Rate,
+    pub by_format: BTreeMap<String, Rate>,
+    pub by_jpeg_quality: BTreeMap<String, Rate>,
+    /// First and last `scanned_at`, milliseconds.
+    pub span_ms: Option<(i64, i64)>,
+}
+
+/// The Parquet files of a dataset: the path itself, or every visible `*.parquet` below it
+/// (names starting with `.` or `_` are writers' temporary files and are skipped, as DuckDB,
+/// pyarrow and polars skip them).
+pub fn dataset_files(path: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(ReportError::Missing(path.to_path_buf()));
+    }
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(path)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || !e.file_name().to_string_lossy().starts_with(['.', '_'])
+        })
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "parquet"))
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ReportError::Empty(path.to_path_buf()));
+    }
+    Ok(files)
+}
+
+pub fn summarize(path: &Path) -> Result<Report, ReportError> {
+    let mut report = Report::default();
+    let mut paths = BTreeSet::new();
+    for file in dataset_files(path)? {
+        let read_err = |e: &dyn std::fmt::Display| ReportError::Read {
+            path: file.clone(),
+            reason: e.to_string(),
+        };
+        let handle = std::fs::File::open(&file).map_err(|e| read_err(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
+            .and_then(|b| b.build())
+            .map_err(|e| read_err(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| read_err(&e))?;
+            add_batch(&mut report, &mut paths, &batch, &file)?;
+        }
+        report.files.push(file);
+    }
+    report.distinct_paths = paths.len() as u64;
+    Ok(report)
+}
+
+fn add_batch(
+    report: &mut Report,
+    paths: &mut BTreeSet<String>,
+    batch: &RecordBatch,
+    file: &Path,
+) -> Result<(), ReportError> {
+    let schema_err = |column: &str| ReportError::Schema {
+        path: file.to_path_buf(),
+        column: column.to_string(),
+    };
+    let strings = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| schema_err(name))
+    };
+    let path = strings("path")?;
+    let status = strings("status")?;
+    let label = strings("label")?;
+    let format = strings("format")?;
+    let quality = batch
+        .column_by_name("jpeg_quality")
+        .and_then(|c| c.as_primitive_opt::<UInt8Type>())
+        .ok_or_else(|| schema_err("jpeg_quality"))?;
+    let scanned = batch
+        .column_by_name("scanned_at")
+        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+        .ok_or_else(|| schema_err("scanned_at"))?;
+    let model_labels: Vec<(String, &arrow::array::StringArray)> = batch
+        .schema()
+        .fields()
+        .iter()
+        .filter_map(|f| f.name().strip_prefix("label_").map(str::to_string))
+        .map(|m| Ok((m.clone(), strings(&format!("label_{m}"))?)))
+        .collect::<Result<_, ReportError>>()?;
+
+    for i in 0..batch.num_rows() {
+        report.rows += 1;
+        paths.insert(path.value(i).to_string());
+        *report
+            .by_status
+            .entry(status.value(i).to_string())
+            .or_default() += 1;
+        let t = scanned.value(i);
+        report.span_ms = Some(match report.span_ms {
+            Some((a, b)) => (a.min(t), b.max(t)),
+            None => (t, t),
+        });
+        for (model, labels) in &model_labels {
+            if labels.is_valid(i) {
+                report
+                    .models
+                    .entry(model.clone())
+                    .or_default()
+                    .add(labels.value(i) == "fake");
+            }
+        }
+        if !label.is_valid(i) {
+            continue;
+        }
+        let fake = label.value(i) == "fake";
+        report.combined.add(fake);
+        let fmt = if format.is_valid(i) {
+            format.value(i)
+        } else {
+            "unknown"
+        };
+        report
+            .by_format
+            .entry(fmt.to_string())
+            .or_default()
+            .add(fake);
+        if quality.is_valid(i) {
+            let band = match quality.value(i) {
+                0..=69 => "q < 70",
+                70..=89 => "q 70-89",
+                _ => "q >= 90",
+            };
+            report
+                .by_jpeg_quality
+                .entry(band.into())
+                .or_default()
+                .add(fake);
+        }
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |r: &Rate| format!("{:5.1}% fake of {}", 100.0 * r.fraction(), r.scored);
+        writeln!(
+            f,
+            "{} rows in {} file(s), {} distinct paths",
+            self.rows,
+            self.files.len(),
+            self.distinct_paths
+        )?;
+        if self.distinct_paths < self.rows {
+            writeln!(
+                f,
+                "note: {} rows repeat a path (a file rescanned after it changed, or overlapping scans)",
+                self.rows - self.distinct_paths
+            )?;
+        }
+        let statuses: Vec<String> = self
+            .by_status
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        writeln!(f, "status: {}", statuses.join(", "))?;
+        writeln!(f, "combined verdict: {}", pct(&self.combined))?;
+        for (model, rate) in &self.models {
+            writeln!(f, "  model {model}: {}", pct(rate))?;
+        }
+        for (name, group) in [
+            ("format", &self.by_format),
+            ("JPEG quality", &self.by_jpeg_quality),
+        ] {
+            if !group.is_empty() {
+                writeln!(f, "by {name}:")?;
+                for (k, rate) in group {
+                    writeln!(f, "  {k:<10} {}", pct(rate))?;
+                }
+            }
+        }
+        if let Some((a, b)) = self.span_ms {
+            let secs = (b - a) as f64 / 1000.0;
+            if secs > 0.0 {
+                write!(
+                    f,
+                    "scanned over {secs:.1}s ({:.1} rows/s)",
+                    self.rows as f64 / secs
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::{self, Format};
+    use crate::verdict::{FileMeta, ModelColumn, Status, Table, Verdict};
+
+    fn write_part(path: &Path, rows: &[Verdict]) {
+        let table = Table::new(vec![ModelColumn {
+            name: "m".into(),
+            version: "1".into(),
+            threshold: 0.5,
+            precision: "fp32".into(),
+        }]);
+        let mut sink = sink::create(Format::Parquet, path, table).unwrap();
+        sink.write(rows).unwrap();
+        sink.finish().unwrap();
+    }
+
+    fn scored(path: &str, format: &'static str, q: Option<u8>, score: f32) -> Verdict {
+        let mut meta = FileMeta::new(path.into());
+        meta.format = Some(format);
+        meta.jpeg_quality = q;
+        Verdict::scored(meta, vec![score])
+    }
+
+    #[test]
+    fn summarizes_a_folder_of_parts_and_skips_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_part(
+            &dir.path().join("part-0-of-2.parquet"),
+            &[
+                scored("a.jpg", "jpeg", Some(95), 0.9),
+                scored("b.jpg", "jpeg", Some(60), 0.1),
+            ],
+        );
+        write_part(
+            &dir.path().join("part-1-of-2.parquet"),
+            &[
+                scored("c.png", "png", None, 0.7),
+                Verdict::failed(FileMeta::new("d.jpg".into()), Status::DecodeError, "bad"),
+            ],
+        );
+        std::fs::write(dir.path().join(".part-2.parquet.partial"), b"half").unwrap();
+        std::fs::write(dir.path().join("_tmp.parquet"), b"half").unwrap();
+
+        let r = summarize(dir.path()).unwrap();
+        assert_eq!(r.files.len(), 2);
+        assert_eq!((r.rows, r.distinct_paths), (4, 4));
+        assert_eq!(r.by_status["ok"], 3);
+        assert_eq!(r.by_status["decode_error"], 1);
+        assert_eq!((r.combined.scored, r.combined.fake), (3, 2));
+        assert_eq!(r.models["m"].fake, 2);
+        assert_eq!(r.by_format["jpeg"].scored, 2);
+        assert_eq!(r.by_format["png"].fake, 1);
+        assert_eq!(r.by_jpeg_quality["q >= 90"].fake, 1);
+        assert_eq!(r.by_jpeg_quality["q < 70"].fake, 0);
+        assert!(r.to_string().contains("66.7% fake of 3"), "{r}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_dataset_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(summarize(dir.path()), Err(ReportError::Empty(_))));
+        assert!(matches!(
+            summarize(&dir.path().join("nope")),
+            Err(ReportError::Missing(_))
+        ));
+    }
+}
