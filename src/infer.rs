@@ -10,6 +10,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 use ort::value::TensorRef;
 
+use crate::device::{Device, GpuOptions};
 use crate::manifest::{ManifestError, ModelEntry, OutputKind};
 use crate::preprocess::Prepared;
 use crate::runtime::Runtime;
@@ -34,8 +35,21 @@ pub enum InferError {
 pub struct SessionConfig {
     /// ONNX Runtime intra-op threads per session.
     pub intra_threads: usize,
-    /// `fp32` on CPU.
-    pub precision: String,
+    pub device: Device,
+    pub gpu: GpuOptions,
+    /// When a GPU provider cannot be used: warn and run on the CPU instead of failing.
+    pub fallback_cpu: bool,
+}
+
+impl SessionConfig {
+    pub fn cpu(intra_threads: usize) -> Self {
+        SessionConfig {
+            intra_threads,
+            device: Device::Cpu,
+            gpu: GpuOptions::default(),
+            fallback_cpu: false,
+        }
+    }
 }
 
 /// One model ready to score batches.
@@ -49,6 +63,9 @@ pub struct ModelSession {
     classes: usize,
     /// Which of the prepared tensors this model reads.
     spec_index: usize,
+    /// The variant that was loaded (`fp32`, `fp16`) and where it runs.
+    pub precision: String,
+    pub device: Device,
     height: usize,
     width: usize,
 }
@@ -65,17 +82,27 @@ impl ModelSession {
             model: m.name.clone(),
             reason,
         };
-        let (path, bytes) = entry.read_verified(&config.precision)?;
-        // Full graph optimization crashed ONNX Runtime's CPU provider at session creation on an
-        // FP16 ViT; extended optimization loads it at no measurable cost.
-        let level = if config.precision == "fp32" {
-            GraphOptimizationLevel::All
-        } else {
-            GraphOptimizationLevel::Level2
+        let mut device = config.device;
+        let (session, precision) = match open(runtime, entry, device, config) {
+            Ok(opened) => opened,
+            Err(Failure::Provider(reason)) if config.fallback_cpu => {
+                tracing::warn!(
+                    "{}; scanning on the CPU (--fallback cpu)",
+                    crate::device::explain_failure(device, &runtime.library, &reason)
+                );
+                device = Device::Cpu;
+                open(runtime, entry, device, config).map_err(|f| session_err(f.to_string()))?
+            }
+            Err(Failure::Provider(reason)) => {
+                return Err(session_err(crate::device::explain_failure(
+                    device,
+                    &runtime.library,
+                    &reason,
+                )))
+            }
+            Err(Failure::Manifest(e)) => return Err(e.into()),
+            Err(f) => return Err(session_err(f.to_string())),
         };
-        let session = build_session(runtime, level, config.intra_threads)
-            .and_then(|mut b| b.commit_from_memory(&bytes).map_err(|e| e.to_string()))
-            .map_err(|e| session_err(format!("{e} ({})", path.display())))?;
         let has = |names: Vec<&str>, wanted: &str| names.contains(&wanted);
         let inputs: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
         if !has(inputs.clone(), &m.input.name) {
@@ -101,6 +128,8 @@ impl ModelSession {
             spec_index,
             height: m.input.height as usize,
             width: m.input.width as usize,
+            precision: precision.to_string(),
+            device,
             session,
         })
     }
@@ -138,23 +167,70 @@ impl ModelSession {
     }
 }
 
-fn build_session(
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The execution provider could not be registered: the device is unusable.
+    #[error("{0}")]
+    Provider(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Opens the best variant of a model for a device: FP16 on GPUs when the manifest has it.
+fn open(
     runtime: &Runtime,
-    level: GraphOptimizationLevel,
-    intra_threads: usize,
-) -> Result<SessionBuilder, String> {
+    entry: &ModelEntry,
+    device: Device,
+    config: &SessionConfig,
+) -> Result<(Session, &'static str), Failure> {
+    let precision = device
+        .precisions()
+        .iter()
+        .copied()
+        .find(|p| entry.file_for(p).is_some())
+        .unwrap_or("fp32");
+    let (path, bytes) = entry.read_verified(precision)?;
+    // Full graph optimization crashed ONNX Runtime's CPU provider at session creation on an
+    // FP16 ViT; extended optimization loads it at no measurable cost.
+    let level = if precision == "fp32" {
+        GraphOptimizationLevel::All
+    } else {
+        GraphOptimizationLevel::Level2
+    };
+    let other = |e: String| Failure::Other(format!("{e} ({})", path.display()));
     let text = |e: ort::Error<SessionBuilder>| e.to_string();
-    Session::builder(&runtime.env)
-        .map_err(|e| e.to_string())?
+    let mut builder = Session::builder(&runtime.env)
+        .map_err(|e| other(e.to_string()))?
         .with_optimization_level(level)
-        .map_err(text)?
-        .with_intra_threads(intra_threads.max(1))
-        .map_err(text)?
-        .with_inter_threads(1)
-        .map_err(text)?
+        .and_then(|b| b.with_intra_threads(config.intra_threads.max(1)))
+        .and_then(|b| b.with_inter_threads(1))
         // Spinning threads would steal the cores the decode pool needs between batches.
-        .with_intra_op_spinning(false)
-        .map_err(text)
+        .and_then(|b| b.with_intra_op_spinning(false))
+        .map_err(|e| other(text(e)))?;
+    if device.is_gpu() {
+        crate::device::preload_gpu_libraries(&runtime.library);
+        let input = &entry.manifest.input;
+        let eps = crate::device::providers(
+            device,
+            &config.gpu,
+            &input.name,
+            (input.height, input.width),
+        );
+        builder = builder
+            .with_execution_providers(eps)
+            .map_err(|e| Failure::Provider(text(e)))?;
+    }
+    // On a GPU, a provider that registered can still fail to load its libraries here.
+    let session = builder.commit_from_memory(&bytes).map_err(|e| {
+        if device.is_gpu() {
+            Failure::Provider(e.to_string())
+        } else {
+            other(e.to_string())
+        }
+    })?;
+    Ok((session, precision))
 }
 
 fn softmax_at(row: &[f32], index: usize) -> f32 {
@@ -196,6 +272,11 @@ impl Worker {
             sessions,
             buffers: vec![Vec::new(); specs],
         })
+    }
+
+    /// The precision each model actually runs at, in model order.
+    pub fn precisions(&self) -> Vec<String> {
+        self.sessions.iter().map(|s| s.precision.clone()).collect()
     }
 
     /// One verdict per prepared image: scored, or with an inference error naming the model.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use async_channel::{bounded, Receiver, Sender};
 
 use crate::decode::{self, Limits};
+use crate::device::Device;
 use crate::infer::{InferError, ModelSet, SessionConfig, Worker};
 use crate::preprocess::{Prepared, Preprocessor};
 use crate::runtime::Runtime;
@@ -47,7 +48,10 @@ pub enum PipelineError {
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     pub decode_threads: usize,
-    pub infer_workers: usize,
+    /// One inference worker per device and session slot; all take batches from one channel,
+    /// so a faster device simply takes more.
+    pub devices: Vec<Device>,
+    pub sessions_per_device: usize,
     pub batch_size: usize,
     pub linger: Duration,
     pub limits: Limits,
@@ -60,14 +64,12 @@ impl PipelineConfig {
     pub fn for_cores(cores: usize) -> Self {
         PipelineConfig {
             decode_threads: cores.max(1),
-            infer_workers: 1,
+            devices: vec![Device::Cpu],
+            sessions_per_device: 1,
             batch_size: 16,
             linger: Duration::from_millis(50),
             limits: Limits::default(),
-            session: SessionConfig {
-                intra_threads: cores.max(1),
-                precision: "fp32".into(),
-            },
+            session: SessionConfig::cpu(cores.max(1)),
         }
     }
 }
@@ -88,17 +90,36 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(
         runtime: &Arc<Runtime>,
-        models: ModelSet,
+        mut models: ModelSet,
         config: PipelineConfig,
     ) -> Result<Self, PipelineError> {
-        let workers = (0..config.infer_workers.max(1))
-            .map(|_| Worker::new(runtime, &models, &config.session))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut workers = Vec::new();
+        for &device in &config.devices {
+            let session = SessionConfig {
+                device,
+                ..config.session.clone()
+            };
+            for _ in 0..config.sessions_per_device.max(1) {
+                workers.push(Worker::new(runtime, &models, &session)?);
+            }
+        }
+        // The precision a model runs at is known once its sessions exist (FP16 on GPUs when
+        // the manifest has it, FP32 after a fallback to the CPU).
+        if let Some(first) = workers.first() {
+            for (column, precision) in models.columns.iter_mut().zip(first.precisions()) {
+                column.precision = precision;
+            }
+        }
         Ok(Pipeline {
             config,
             models,
             workers,
         })
+    }
+
+    /// The output columns, with each model's precision as loaded.
+    pub fn columns(&self) -> &[crate::verdict::ModelColumn] {
+        &self.models.columns
     }
 
     pub async fn run(
@@ -195,7 +216,7 @@ impl Pipeline {
         summary.wall = started.elapsed();
         summary.stages = clock.snapshot();
         summary.decode_threads = config.decode_threads;
-        summary.infer_workers = config.infer_workers;
+        summary.infer_workers = config.devices.len() * config.sessions_per_device.max(1);
         Ok(summary)
     }
 }

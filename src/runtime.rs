@@ -33,12 +33,13 @@ impl std::fmt::Debug for Runtime {
 static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
 
 impl Runtime {
-    /// Loads the library once per process; later calls return the same runtime.
-    pub fn load(explicit: Option<&Path>) -> Result<Arc<Runtime>, RuntimeError> {
+    /// Loads the library once per process; later calls return the same runtime. `gpu` looks
+    /// for the GPU build (`.ort-gpu/`) first.
+    pub fn load(explicit: Option<&Path>, gpu: bool) -> Result<Arc<Runtime>, RuntimeError> {
         if let Some(rt) = RUNTIME.get() {
             return Ok(rt.clone());
         }
-        let library = locate(explicit)?;
+        let library = locate(explicit, gpu)?;
         let load_err = |reason: String| RuntimeError::Load {
             path: library.clone(),
             reason,
@@ -57,7 +58,8 @@ impl Runtime {
 /// The search order: the explicit path (`--ort-lib` or `ORT_DYLIB_PATH`), `.ort/` in the working
 /// directory, beside the binary (and the repository's `.ort/` for a cargo build), the user's data
 /// folder, then an active or repository-local Python virtual environment's `onnxruntime` package.
-pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
+/// For a GPU run, the same places' `.ort-gpu/` come first.
+pub fn locate(explicit: Option<&Path>, gpu: bool) -> Result<PathBuf, RuntimeError> {
     if let Some(p) = explicit {
         return if p.is_file() {
             Ok(p.to_path_buf())
@@ -67,7 +69,15 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
             })
         };
     }
-    let dirs = search_dirs();
+    let mut dirs = search_dirs();
+    if gpu {
+        let gpu_dirs: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|d| d.ends_with(".ort"))
+            .map(|d| d.with_file_name(".ort-gpu"))
+            .collect();
+        dirs.splice(0..0, gpu_dirs);
+    }
     for dir in &dirs {
         if let Some(lib) = library_in(dir) {
             return Ok(lib);
@@ -150,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_missing_explicit_library_says_how_to_install() {
-        let err = locate(Some(Path::new("/nonexistent/libonnxruntime.so"))).unwrap_err();
+        let err = locate(Some(Path::new("/nonexistent/libonnxruntime.so")), false).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("scripts/install-ort") && msg.contains("/nonexistent"),

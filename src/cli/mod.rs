@@ -5,6 +5,7 @@
 mod models;
 mod report;
 mod scan;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +14,10 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::device;
 use crate::infer::ModelSet;
 use crate::manifest::{self, ModelEntry};
+use crate::pipeline::PipelineConfig;
 use crate::preprocess::distinct_specs;
 use crate::runtime::Runtime;
 use crate::verdict::ModelColumn;
@@ -42,6 +45,9 @@ pub struct Cli {
 pub enum Command {
     /// Scan files and folders; write one verdict row per candidate file.
     Scan(scan::ScanArgs),
+    /// Follow folders: score every new or changed image once it is complete, into rolling Parquet
+    /// parts; exactly one row per file version across restarts.
+    Watch(watch::WatchArgs),
     /// List the models in the models folder.
     Models(models::ModelsArgs),
     /// Summarize a verdict dataset: counts, fake rate per model, format and JPEG quality.
@@ -64,6 +70,42 @@ pub struct ModelOptions {
     /// model's own, from its manifest).
     #[arg(long, value_name = "P")]
     pub threshold: Option<f32>,
+    /// Where inference runs: cpu, cuda (every visible GPU), cuda:0,1, tensorrt, tensorrt:0.
+    /// GPUs use the model's FP16 variant when its manifest has one.
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: String,
+    /// Inference sessions per device; all take batches from one queue.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub sessions_per_device: usize,
+    /// When the GPU cannot be used: `cpu` warns and scans on the CPU; by default it is an error.
+    #[arg(long, value_enum, value_name = "cpu")]
+    pub fallback: Option<Fallback>,
+    /// TensorRT engine and timing caches (default: ~/.cache/synthscan).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    Cpu,
+}
+
+impl ModelOptions {
+    /// Applies the device options to a pipeline configuration.
+    pub fn configure(&self, config: &mut PipelineConfig) -> Result<()> {
+        config.devices = device::parse(&self.device).map_err(usage)?;
+        config.sessions_per_device = self.sessions_per_device.max(1);
+        config.session.fallback_cpu = self.fallback == Some(Fallback::Cpu);
+        if let Some(dir) = &self.cache_dir {
+            config.session.gpu.cache_dir = dir.clone();
+        }
+        config.session.gpu.max_batch = config.batch_size;
+        if config.devices.iter().any(|d| d.is_gpu()) {
+            // GPU sessions need few CPU threads; the cores are better spent decoding.
+            config.session.intra_threads = 1;
+        }
+        Ok(())
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -71,6 +113,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Scan(args) => scan::run(args, cli.quiet),
+        Command::Watch(args) => watch::run(args, cli.quiet),
         Command::Models(args) => models::run(args),
         Command::Report(args) => report::run(args),
     };
@@ -137,7 +180,11 @@ pub fn load_models(opts: &ModelOptions) -> Result<(Arc<Runtime>, ModelSet)> {
     if names.windows(2).any(|w| w[0] == w[1]) {
         return Err(usage("the same model is named twice"));
     }
-    let runtime = Runtime::load(opts.ort_lib.as_deref()).map_err(usage)?;
+    let gpu = device::parse(&opts.device)
+        .map_err(usage)?
+        .iter()
+        .any(|d| d.is_gpu());
+    let runtime = Runtime::load(opts.ort_lib.as_deref(), gpu).map_err(usage)?;
     let (_, spec_index) = distinct_specs(entries.iter().map(|e| &e.manifest.input));
     let columns = entries
         .iter()

@@ -109,8 +109,9 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
     }
     let source: Source = Box::new(move |emit| walk::walk(&walk_opts, emit));
 
-    let table = Table::new(models.columns.clone());
-    let pipeline = Pipeline::new(&runtime, models, config).context("loading the models")?;
+    args.model.configure(&mut config)?;
+    let pipeline = Pipeline::new(&runtime, models, config).map_err(usage)?;
+    let table = Table::new(pipeline.columns().to_vec());
     let sink = sink::create(format, &out, table)?;
 
     let show_progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();

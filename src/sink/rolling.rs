@@ -19,6 +19,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::parquet::ParquetSink;
 use super::{Sink, SinkError};
+use crate::source::watch::FileKey;
 use crate::verdict::{now_ms, Table, Verdict};
 
 const PART_PREFIX: &str = "part-";
@@ -180,15 +181,6 @@ pub fn remove_stale_partials(dir: &Path) -> Result<usize, SinkError> {
         }
     }
     Ok(removed)
-}
-
-/// A scored file's identity: path, size and modification time (ms), as its row records them.
-/// Size and time are absent for candidates that were never a readable regular file.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FileKey {
-    pub path: String,
-    pub size: Option<u64>,
-    pub modified_ms: Option<i64>,
 }
 
 /// The identities of every file with a row in a finalized part of `dir`, and the number of parts

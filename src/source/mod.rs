@@ -3,6 +3,7 @@
 //! defect, so that they too end as a verdict row.
 
 pub mod walk;
+pub mod watch;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,119 @@
+//! The two limits the scanner's throughput is judged against, measured with the scanner's own
+//! code on all the given threads:
+//!
+//! ```text
+//! cargo run --release --example ceilings -- decode DIR [--threads N]
+//! cargo run --release --example ceilings -- infer MODEL.json [--threads N] [--batch 16] [--images 256]
+//! ```
+//!
+//! `decode`: read + decode + resize + normalize every image under DIR, no model.
+//! `infer`: ONNX Runtime on pre-made tensors, no files.
+//! Each prints one JSON line with `images_per_sec`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use synthscan::decode::{decode_file, Limits};
+use synthscan::infer::{ModelSession, SessionConfig};
+use synthscan::manifest;
+use synthscan::preprocess::Preprocessor;
+use synthscan::runtime::Runtime;
+use synthscan::source::walk::{walk, WalkOptions};
+use synthscan::verdict::FileMeta;
+
+fn flag(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = flag(&args, "--threads", cores);
+    match (args.first().map(String::as_str), args.get(1)) {
+        (Some("decode"), Some(dir)) => decode(dir, threads),
+        (Some("infer"), Some(model)) => infer(
+            model,
+            threads,
+            flag(&args, "--batch", 16),
+            flag(&args, "--images", 256),
+        ),
+        _ => {
+            eprintln!("usage: ceilings decode DIR | infer MODEL.json [--threads N]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn decode(dir: &str, threads: usize) {
+    let mut paths = Vec::new();
+    walk(&WalkOptions::new(vec![dir.into()]), |c| {
+        paths.push(c.path);
+        true
+    });
+    let spec = manifest::resolve(manifest::DEFAULT_MODEL, &manifest::default_models_dirs())
+        .map(|e| e.manifest.input)
+        .expect("the default model's manifest gives the input size");
+    let paths = Arc::new(paths);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (paths, next, spec) = (paths.clone(), next.clone(), spec.clone());
+            std::thread::spawn(move || {
+                let mut pre = Preprocessor::new(std::slice::from_ref(&spec));
+                let mut done = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { break };
+                    let mut meta = FileMeta::default();
+                    if let Ok(img) = decode_file(path, &Limits::default(), &mut meta) {
+                        std::hint::black_box(pre.prepare(&img).ok());
+                        done += 1;
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let images: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    report("decode", images, threads, started);
+}
+
+fn infer(model: &str, threads: usize, batch: usize, images: usize) {
+    let runtime = Runtime::load(
+        std::env::var_os("ORT_DYLIB_PATH")
+            .as_deref()
+            .map(std::path::Path::new),
+    )
+    .expect("ONNX Runtime");
+    let entry = manifest::resolve(model, &manifest::default_models_dirs()).expect("model");
+    let config = SessionConfig::cpu(threads);
+    let mut session = ModelSession::new(&runtime, &entry, 0, &config).expect("session");
+    let (h, w) = (
+        entry.manifest.input.height as usize,
+        entry.manifest.input.width as usize,
+    );
+    let tensor: Vec<f32> = (0..batch * 3 * h * w)
+        .map(|i| ((i % 255) as f32 / 255.0) - 0.5)
+        .collect();
+    session.score(batch, &tensor).expect("warm-up");
+    let started = Instant::now();
+    let rounds = images.div_ceil(batch);
+    for _ in 0..rounds {
+        std::hint::black_box(session.score(batch, &tensor).expect("run"));
+    }
+    report("infer", rounds * batch, threads, started);
+}
+
+fn report(what: &str, images: usize, threads: usize, started: Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"ceiling\": \"{what}\", \"threads\": {threads}, \"images\": {images}, \"seconds\": {secs:.3}, \"images_per_sec\": {:.2}}}",
+        images as f64 / secs
+    );
+}

@@ -1,0 +1,247 @@
+//! `synthscan watch`: score every image already in the folders, then every new or changed one
+//! once it is complete, into a folder of rolling Parquet parts; exactly one row per file identity
+//! across crashes and restarts, because the set of files done is rebuilt from the finalized parts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{load_models, usage, ModelOptions};
+use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
+use crate::sink::rolling::{self, RollPolicy, RollingSink};
+use crate::source::walk::WalkOptions;
+use crate::source::watch::{self, WatchOptions};
+use crate::verdict::{now_ms, Status, Table};
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Folders to watch (recursively).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelOptions,
+    /// Output folder of Parquet parts (part-<unix ms>-<seq>.parquet).
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub out: PathBuf,
+    /// Finalize the open part once it holds this many rows.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub roll_rows: usize,
+    /// Finalize the open part once it has been open this many seconds, so rows become visible
+    /// to readers within this delay.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub roll_secs: f64,
+    /// Seconds a file's size and modification time must stay unchanged before it is scored,
+    /// where no close-after-write event says it is complete.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub settle: f64,
+    /// Poll for changes instead of using file notifications (network file systems).
+    #[arg(long)]
+    pub poll: bool,
+    /// Seconds between polls, when polling.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub poll_interval: f64,
+    /// Seconds between throughput and latency log lines (at -v).
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub stats_interval: f64,
+    /// Images per inference batch.
+    #[arg(short, long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// ONNX Runtime threads per session (default: all cores).
+    #[arg(short = 'j', long)]
+    pub threads: Option<usize>,
+    /// Decode threads (default: all cores).
+    #[arg(long)]
+    pub decode_threads: Option<usize>,
+    /// Image file extensions to pick up without sniffing their content (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "EXT,...")]
+    pub ext: Option<Vec<String>>,
+    /// Follow symbolic links to folders while walking.
+    #[arg(short = 'L', long)]
+    pub follow_symlinks: bool,
+    /// Refuse images with more pixels than this before decoding them.
+    #[arg(long, default_value_t = crate::decode::Limits::default().max_pixels)]
+    pub max_pixels: u64,
+    /// Refuse files larger than this many MiB before reading them.
+    #[arg(long, default_value_t = 256)]
+    pub max_file_mb: u64,
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| usage(format!("--{name} {v} is not a duration")))
+}
+
+pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
+    let mut roots = Vec::new();
+    for d in &args.dirs {
+        if !d.is_dir() {
+            return Err(usage(format!("{}: no such folder", d.display())));
+        }
+        // Rows name files by absolute path, so that a restart from another working directory
+        // recognizes them.
+        roots.push(
+            d.canonicalize()
+                .with_context(|| format!("resolving {}", d.display()))?,
+        );
+    }
+    if args.batch_size == 0 || args.roll_rows == 0 {
+        return Err(usage("--batch-size and --roll-rows must be at least 1"));
+    }
+    let policy = RollPolicy {
+        max_rows: args.roll_rows,
+        max_age: seconds("roll-secs", args.roll_secs)?,
+    };
+    let settle = seconds("settle", args.settle)?;
+    let poll_interval = seconds("poll-interval", args.poll_interval)?;
+    let stats_interval = seconds("stats-interval", args.stats_interval)?;
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = args
+        .out
+        .canonicalize()
+        .with_context(|| format!("resolving {}", args.out.display()))?;
+    let stale = rolling::remove_stale_partials(&out)?;
+    if stale > 0 {
+        tracing::info!("removed {stale} unfinished part(s) left by an earlier run");
+    }
+    let (scored, parts) = rolling::read_ledger(&out).context("reading the finished parts")?;
+    tracing::info!(
+        "{} file version(s) already scored in {parts} part(s) of {}",
+        scored.len(),
+        out.display()
+    );
+
+    let (runtime, models) = load_models(&args.model)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut config = PipelineConfig::for_cores(cores);
+    config.batch_size = args.batch_size;
+    if let Some(t) = args.threads {
+        config.session.intra_threads = t.max(1);
+    }
+    if let Some(t) = args.decode_threads {
+        config.decode_threads = t.max(1);
+    }
+    config.limits.max_pixels = args.max_pixels;
+    config.limits.max_file_bytes = args.max_file_mb.saturating_mul(1024 * 1024);
+
+    let mut walk = WalkOptions::new(roots);
+    walk.follow_symlinks = args.follow_symlinks;
+    if let Some(ext) = &args.ext {
+        walk.extensions = ext
+            .iter()
+            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+            .collect();
+    }
+    let opts = WatchOptions {
+        walk,
+        settle,
+        poll: args.poll,
+        poll_interval,
+        exclude: vec![out.clone()],
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let source: Source = {
+        let stop = stop.clone();
+        Box::new(move |emit| {
+            let mut on_initial = |s: watch::InitialScan| {
+                tracing::info!(
+                    found = s.found,
+                    queued = s.queued,
+                    already_scored = s.already_scored,
+                    waiting = s.waiting,
+                    "existing files queued"
+                );
+            };
+            watch::watch(&opts, scored, &stop, &mut on_initial, emit);
+        })
+    };
+
+    let table = Table::new(models.columns.clone());
+    let pipeline = Pipeline::new(&runtime, models, config).context("loading the models")?;
+    let sink = Box::new(RollingSink::create(&out, table, policy)?);
+    let observer = stats_observer(stats_interval);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let summary = rt.block_on(async {
+        tokio::spawn(stop_on_signal(stop.clone()));
+        pipeline.run(source, sink, stop.clone(), observer).await
+    })?;
+    if !quiet {
+        eprintln!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs files/s and the delay from a file's last modification to its row, every `every`.
+fn stats_observer(every: Duration) -> Observer {
+    let mut since = Instant::now();
+    let mut latencies: Vec<i64> = Vec::new();
+    let mut errors = 0u64;
+    Box::new(move |v, _| {
+        if let Some(m) = v.meta.modified_ms {
+            latencies.push((now_ms() - m).max(0));
+        }
+        errors += u64::from(v.status != Status::Ok);
+        let elapsed = since.elapsed();
+        if elapsed < every {
+            return;
+        }
+        latencies.sort_unstable();
+        let pct = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        tracing::info!(
+            files = latencies.len(),
+            errors,
+            files_per_s = format!("{:.1}", latencies.len() as f64 / elapsed.as_secs_f64()),
+            latency_p50_ms = pct(0.5),
+            latency_p99_ms = pct(0.99),
+            "throughput (latency: modification to row, before the part is finalized)"
+        );
+        latencies.clear();
+        errors = 0;
+        since = Instant::now();
+    })
+}
+
+/// First SIGINT or SIGTERM: stop taking files, drain, finalize the open part, exit 0. Second:
+/// exit at once; the open part is lost and its files are scored again on restart.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match term.as_mut() {
+                Some(t) => {
+                    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        signalled.await;
+        if stop.swap(true, Ordering::Relaxed) {
+            eprintln!("aborted");
+            std::process::exit(130);
+        }
+        tracing::info!("stopping: finishing the files in flight");
+    }
+}

@@ -1,0 +1,199 @@
+//! Inference dispatch without a GPU: several sessions and several "devices" (CPU stand-ins that
+//! go through the same dispatch code as GPUs) give the same rows as one session, every file
+//! exactly once; a failing session never drops rows; GPU requests fail fast and clearly.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use common::{read_rows, synthscan, tiny_model, write_image};
+use synthscan::device::Device;
+use synthscan::infer::ModelSet;
+use synthscan::pipeline::{Pipeline, PipelineConfig, Source};
+use synthscan::runtime::Runtime;
+use synthscan::sink::{self, Format};
+use synthscan::source::walk::{walk, WalkOptions};
+use synthscan::verdict::{ModelColumn, Table};
+
+fn corpus(dir: &Path, n: u32) {
+    for i in 0..n {
+        write_image(
+            &dir.join(format!("{i:03}.png")),
+            24 + i * 5,
+            40 + i % 7,
+            image::ImageFormat::Png,
+        );
+    }
+}
+
+fn scores(path: &Path) -> BTreeMap<String, (String, Option<f32>)> {
+    read_rows(path)
+        .into_iter()
+        .map(|r| (r.path, (r.status, r.score)))
+        .collect()
+}
+
+/// Runs the library pipeline directly with the given devices and sessions per device.
+fn scan_with(input: &Path, out: &Path, devices: Vec<Device>, sessions: usize, manifest: &Path) {
+    let runtime = Runtime::load(None, false).expect("ONNX Runtime (scripts/install-ort)");
+    let entry = synthscan::manifest::load(manifest).unwrap();
+    let columns = vec![ModelColumn {
+        name: entry.manifest.name.clone(),
+        version: entry.manifest.version.clone(),
+        threshold: entry.manifest.threshold,
+        precision: "fp32".into(),
+    }];
+    let models = ModelSet {
+        entries: vec![entry],
+        spec_index: vec![0],
+        columns,
+    };
+    let mut config = PipelineConfig::for_cores(1);
+    config.devices = devices;
+    config.sessions_per_device = sessions;
+    config.batch_size = 3;
+    let pipeline = Pipeline::new(&runtime, models, config).unwrap();
+    let sink = sink::create(
+        Format::Parquet,
+        out,
+        Table::new(pipeline.columns().to_vec()),
+    )
+    .unwrap();
+    let opts = WalkOptions::new(vec![input.to_path_buf()]);
+    let source: Source = Box::new(move |emit| walk(&opts, emit));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let summary = rt
+        .block_on(pipeline.run(
+            source,
+            sink,
+            Arc::new(AtomicBool::new(false)),
+            Box::new(|_, _| {}),
+        ))
+        .unwrap();
+    assert_eq!(summary.rows, summary.candidates);
+}
+
+#[test]
+fn many_sessions_and_devices_give_the_rows_of_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    corpus(&input, 40);
+    let manifest = common::fixtures().join("tiny-cnn.json");
+    let one = dir.path().join("one.parquet");
+    let many = dir.path().join("many.parquet");
+    scan_with(&input, &one, vec![Device::Cpu], 1, &manifest);
+    scan_with(&input, &many, vec![Device::Cpu; 3], 2, &manifest);
+    let (a, b) = (scores(&one), scores(&many));
+    assert_eq!(a.len(), 40);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, (status, score)) in &a {
+        assert_eq!(status, "ok");
+        let other = b[path].1.unwrap();
+        assert!((score.unwrap() - other).abs() < 1e-5, "{path}");
+    }
+    // The CLI path too: --sessions-per-device on the CPU.
+    let cli = dir.path().join("cli.parquet");
+    let run = synthscan(&[
+        "scan",
+        input.to_str().unwrap(),
+        "--sessions-per-device",
+        "2",
+        "--out",
+    ])
+    .arg(&cli)
+    .args(tiny_model())
+    .output()
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(scores(&cli), a);
+}
+
+#[test]
+fn a_session_that_fails_every_batch_still_accounts_for_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    corpus(&input, 10);
+    // The network takes 64x64 inputs; a manifest claiming 32x32 makes every run fail.
+    let fixtures = common::fixtures();
+    std::fs::copy(
+        fixtures.join("tiny-cnn.onnx"),
+        dir.path().join("tiny-cnn.onnx"),
+    )
+    .unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny-cnn.json")).unwrap())
+            .unwrap();
+    m["input"]["height"] = 32.into();
+    m["input"]["width"] = 32.into();
+    let manifest = dir.path().join("tiny-cnn.json");
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    let out = dir.path().join("v.parquet");
+    scan_with(&input, &out, vec![Device::Cpu; 2], 2, &manifest);
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), 10);
+    for r in &rows {
+        assert_eq!(r.status, "inference_error");
+        assert!(
+            r.error.as_deref().unwrap().contains("tiny-cnn"),
+            "{:?}",
+            r.error
+        );
+    }
+}
+
+#[test]
+fn a_gpu_request_without_a_gpu_runtime_fails_fast_or_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    corpus(&input, 3);
+    let out = dir.path().join("v.parquet");
+    let base = |extra: &[&str]| {
+        let mut cmd = synthscan(&[
+            "scan",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        cmd.args(extra).args(tiny_model());
+        cmd
+    };
+    // No GPU visible at all.
+    let run = base(&["--device", "cuda"])
+        .env("CUDA_VISIBLE_DEVICES", "")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no NVIDIA GPU is visible"));
+    // A GPU is claimed but the ONNX Runtime found is the CPU build: the message names the
+    // missing provider library and the fix.
+    let cpu_build = synthscan::runtime::locate(None, false).unwrap();
+    let run = base(&["--device", "cuda:0"]).env("ORT_DYLIB_PATH", cpu_build).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("libonnxruntime_providers_cuda.so") && stderr.contains("--fallback cpu"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    let run = base(&["--device", "tensorrt:0", "--fallback", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.status == "ok"));
+}
