@@ -85,12 +85,8 @@ fn decode(dir: &str, threads: usize) {
 }
 
 fn infer(model: &str, threads: usize, batch: usize, images: usize) {
-    let runtime = Runtime::load(
-        std::env::var_os("ORT_DYLIB_PATH")
-            .as_deref()
-            .map(std::path::Path::new),
-    )
-    .expect("ONNX Runtime");
+    let explicit = std::env::var_os("ORT_DYLIB_PATH").map(std::path::PathBuf::from);
+    let runtime = Runtime::load(explicit.as_deref(), false).expect("ONNX Runtime");
     let entry = manifest::resolve(model, &manifest::default_models_dirs()).expect("model");
     let config = SessionConfig::cpu(threads);
     let mut session = ModelSession::new(&runtime, &entry, 0, &config).expect("session");

@@ -204,10 +204,13 @@ fn open(
     let mut builder = Session::builder(&runtime.env)
         .map_err(|e| other(e.to_string()))?
         .with_optimization_level(level)
-        .and_then(|b| b.with_intra_threads(config.intra_threads.max(1)))
-        .and_then(|b| b.with_inter_threads(1))
+        .map_err(|e| other(text(e)))?
+        .with_intra_threads(config.intra_threads.max(1))
+        .map_err(|e| other(text(e)))?
+        .with_inter_threads(1)
+        .map_err(|e| other(text(e)))?
         // Spinning threads would steal the cores the decode pool needs between batches.
-        .and_then(|b| b.with_intra_op_spinning(false))
+        .with_intra_op_spinning(false)
         .map_err(|e| other(text(e)))?;
     if device.is_gpu() {
         crate::device::preload_gpu_libraries(&runtime.library);
@@ -272,6 +275,23 @@ impl Worker {
             sessions,
             buffers: vec![Vec::new(); specs],
         })
+    }
+
+    /// Images per second through every model at batch size `n`, on synthetic input (one
+    /// warm-up run, then the best of two: the first runs of a size pay for allocations).
+    pub fn throughput(&mut self, n: usize) -> Result<f64, InferError> {
+        let mut best = f64::INFINITY;
+        for round in 0..3 {
+            let started = std::time::Instant::now();
+            for session in &mut self.sessions {
+                let input = vec![0f32; n * 3 * session.height * session.width];
+                session.score(n, &input)?;
+            }
+            if round > 0 {
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+        }
+        Ok(n as f64 / best.max(1e-9))
     }
 
     /// The precision each model actually runs at, in model order.

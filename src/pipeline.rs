@@ -117,6 +117,36 @@ impl Pipeline {
         })
     }
 
+    /// Picks the batch size by measurement: doubles it from 1 while throughput still grows by
+    /// at least 5% and the device accepts it (a GPU out of memory ends the search), up to
+    /// `max`. Returns the chosen size, which the run then uses.
+    pub fn tune_batch_size(&mut self, max: usize) -> usize {
+        let Some(worker) = self.workers.first_mut() else {
+            return self.config.batch_size;
+        };
+        let (mut best, mut best_rate) = (1, 0.0);
+        let mut n = 1;
+        while n <= max.max(1) {
+            match worker.throughput(n) {
+                Ok(rate) if rate >= best_rate * 1.05 => {
+                    tracing::info!("batch {n}: {rate:.1} images/s");
+                    (best, best_rate) = (n, rate);
+                }
+                Ok(rate) => {
+                    tracing::info!("batch {n}: {rate:.1} images/s, no longer faster");
+                    break;
+                }
+                Err(e) => {
+                    tracing::info!("batch {n} does not run ({e}); keeping {best}");
+                    break;
+                }
+            }
+            n *= 2;
+        }
+        self.config.batch_size = best;
+        best
+    }
+
     /// The output columns, with each model's precision as loaded.
     pub fn columns(&self) -> &[crate::verdict::ModelColumn] {
         &self.models.columns

@@ -139,7 +139,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "info",
+        (false, 1) => "info,ort=warn",
         (false, _) => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

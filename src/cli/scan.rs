@@ -33,9 +33,9 @@ pub struct ScanArgs {
     /// Output format (default: from the --out extension, else parquet).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Images per inference batch.
-    #[arg(short, long, default_value_t = 16)]
-    pub batch_size: usize,
+    /// Images per inference batch, or `auto` to pick the fastest by measuring at start.
+    #[arg(short, long, default_value = "16", value_parser = parse_batch)]
+    pub batch_size: BatchSize,
     /// ONNX Runtime threads per session (default: all cores).
     #[arg(short = 'j', long)]
     pub threads: Option<usize>,
@@ -62,14 +62,32 @@ pub struct ScanArgs {
     pub summary_json: Option<PathBuf>,
 }
 
+/// The largest batch `--batch-size auto` tries.
+const AUTO_BATCH_LIMIT: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Fixed(usize),
+    Auto,
+}
+
+fn parse_batch(s: &str) -> Result<BatchSize, String> {
+    match s {
+        "auto" => Ok(BatchSize::Auto),
+        n => match n.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(BatchSize::Fixed(n)),
+            _ => Err(format!(
+                "'{s}' is not a batch size: a whole number from 1, or auto"
+            )),
+        },
+    }
+}
+
 pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
     for p in &args.paths {
         if std::fs::symlink_metadata(p).is_err() {
             return Err(usage(format!("{}: no such file or folder", p.display())));
         }
-    }
-    if args.batch_size == 0 {
-        return Err(usage("--batch-size must be at least 1"));
     }
     let format = args
         .format
@@ -88,7 +106,10 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut config = PipelineConfig::for_cores(cores);
-    config.batch_size = args.batch_size;
+    config.batch_size = match args.batch_size {
+        BatchSize::Fixed(n) => n,
+        BatchSize::Auto => AUTO_BATCH_LIMIT,
+    };
     if let Some(t) = args.threads {
         config.session.intra_threads = t.max(1);
     }
@@ -110,7 +131,13 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
     let source: Source = Box::new(move |emit| walk::walk(&walk_opts, emit));
 
     args.model.configure(&mut config)?;
-    let pipeline = Pipeline::new(&runtime, models, config).map_err(usage)?;
+    let mut pipeline = Pipeline::new(&runtime, models, config).map_err(usage)?;
+    if args.batch_size == BatchSize::Auto {
+        let chosen = pipeline.tune_batch_size(AUTO_BATCH_LIMIT);
+        if !quiet {
+            eprintln!("batch size: {chosen} (measured)");
+        }
+    }
     let table = Table::new(pipeline.columns().to_vec());
     let sink = sink::create(format, &out, table)?;
 

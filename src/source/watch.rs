@@ -35,6 +35,8 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// writer that keeps its handle open while idle) it falls back to the settle rule after this
 /// many settle intervals without any event.
 const CLOSE_PATIENCE: u32 = 20;
+/// The shortest delay before a new folder is walked a second time.
+const REWALK_MIN: Duration = Duration::from_millis(250);
 
 /// A scored file's identity, as its verdict row records it (`path`, `size_bytes`, `modified`).
 /// Size and time are absent for candidates that were never a readable regular file.
@@ -102,6 +104,7 @@ pub fn watch(
         tx,
         emitted: 0,
         skipped: 0,
+        rewalks: Vec::new(),
     };
     // Notifications start before the walk, so a file created during the walk is not missed.
     w.start_backend(opts.poll);
@@ -148,6 +151,8 @@ struct State<'a> {
     tx: mpsc::Sender<notify::Result<Event>>,
     emitted: u64,
     skipped: u64,
+    /// New folders to walk again, and when.
+    rewalks: Vec<(Instant, PathBuf)>,
 }
 
 impl State<'_> {
@@ -225,6 +230,16 @@ impl State<'_> {
                 rescan_due = false;
                 self.rescan();
             }
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rewalks)
+                .into_iter()
+                .partition(|(t, _)| *t <= now);
+            self.rewalks = later;
+            for (_, dir) in due {
+                let mut opts = self.opts.walk.clone();
+                opts.roots = vec![dir];
+                self.discover(&opts);
+            }
             if !self.check_pending(emit) {
                 return;
             }
@@ -232,7 +247,7 @@ impl State<'_> {
     }
 
     fn next_wait(&self) -> Duration {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.rewalks.is_empty() {
             MAX_WAIT
         } else {
             DEBOUNCE.min(MAX_WAIT)
@@ -343,6 +358,13 @@ impl State<'_> {
         let mut opts = self.opts.walk.clone();
         opts.roots = vec![dir.to_path_buf()];
         self.discover(&opts);
+        // The notification backend adds its watch on a new folder only after reporting it, so
+        // a file created there in between is seen by neither that watch nor the walk above.
+        // Walking once more later catches it; files found twice are merged.
+        self.rewalks.push((
+            Instant::now() + self.opts.settle.max(REWALK_MIN),
+            dir.to_path_buf(),
+        ));
     }
 
     fn moved_in(&mut self, path: &Path, now: Instant) {
