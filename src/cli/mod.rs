@@ -9,6 +9,7 @@ mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -17,9 +18,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::device;
 use crate::infer::ModelSet;
 use crate::manifest::{self, ModelEntry};
-use crate::pipeline::PipelineConfig;
+use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
 use crate::preprocess::distinct_specs;
 use crate::runtime::Runtime;
+use crate::sink::Sink;
+use crate::source::walk::WalkOptions;
+use crate::summary::Summary;
 use crate::verdict::ModelColumn;
 
 #[derive(Debug, Parser)]
@@ -83,6 +87,148 @@ pub struct ModelOptions {
     /// TensorRT engine and timing caches (default: ~/.cache/synthscan).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// How the pipeline runs and which files it picks; shared by `scan` and `watch`.
+#[derive(Debug, Args)]
+pub struct PipelineOptions {
+    /// Images per inference batch, or `auto` to pick the fastest by measuring at start.
+    #[arg(short, long, default_value = "16", value_parser = parse_batch)]
+    pub batch_size: BatchSize,
+    /// ONNX Runtime threads per session (default: all cores; 1 on GPUs).
+    #[arg(short = 'j', long)]
+    pub threads: Option<usize>,
+    /// Decode threads (default: all cores).
+    #[arg(long)]
+    pub decode_threads: Option<usize>,
+    /// Image file extensions to pick up without sniffing their content (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "EXT,...")]
+    pub ext: Option<Vec<String>>,
+    /// Follow symbolic links to folders while walking.
+    #[arg(short = 'L', long)]
+    pub follow_symlinks: bool,
+    /// Refuse images with more pixels than this before decoding them.
+    #[arg(long, default_value_t = crate::decode::Limits::default().max_pixels)]
+    pub max_pixels: u64,
+    /// Refuse files larger than this many MiB before reading them.
+    #[arg(long, default_value_t = 256)]
+    pub max_file_mb: u64,
+}
+
+impl PipelineOptions {
+    pub fn walk_options(&self, roots: Vec<PathBuf>) -> WalkOptions {
+        let mut walk = WalkOptions::new(roots);
+        walk.follow_symlinks = self.follow_symlinks;
+        if let Some(ext) = &self.ext {
+            walk.extensions = ext
+                .iter()
+                .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                .collect();
+        }
+        walk
+    }
+}
+
+/// The largest batch `--batch-size auto` tries.
+const AUTO_BATCH_LIMIT: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Fixed(usize),
+    Auto,
+}
+
+fn parse_batch(s: &str) -> Result<BatchSize, String> {
+    match s {
+        "auto" => Ok(BatchSize::Auto),
+        n => match n.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(BatchSize::Fixed(n)),
+            _ => Err(format!(
+                "'{s}' is not a batch size: a whole number from 1, or auto"
+            )),
+        },
+    }
+}
+
+/// Loads the models and ONNX Runtime, creates every session and, for `--batch-size auto`,
+/// measures the batch size: everything that can fail before the first file is read.
+pub fn build_pipeline(
+    model: &ModelOptions,
+    opts: &PipelineOptions,
+    quiet: bool,
+) -> Result<Pipeline> {
+    let (runtime, models) = load_models(model)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut config = PipelineConfig::for_cores(cores);
+    config.batch_size = match opts.batch_size {
+        BatchSize::Fixed(n) => n,
+        BatchSize::Auto => AUTO_BATCH_LIMIT,
+    };
+    if let Some(t) = opts.decode_threads {
+        config.decode_threads = t.max(1);
+    }
+    config.limits.max_pixels = opts.max_pixels;
+    config.limits.max_file_bytes = opts.max_file_mb.saturating_mul(1024 * 1024);
+    model.configure(&mut config)?;
+    if let Some(t) = opts.threads {
+        config.session.intra_threads = t.max(1);
+    }
+    let mut pipeline = Pipeline::new(&runtime, models, config).map_err(usage)?;
+    if opts.batch_size == BatchSize::Auto {
+        let chosen = pipeline.tune_batch_size(AUTO_BATCH_LIMIT);
+        if !quiet {
+            eprintln!("batch size: {chosen} (measured)");
+        }
+    }
+    Ok(pipeline)
+}
+
+/// Runs a pipeline to its end on a small tokio runtime, with the signal handling both
+/// subcommands share: the first SIGINT/SIGTERM sets `stop` (the source stops, everything in
+/// flight drains, the output is finalized); a second exits at once.
+pub fn run_until_done(
+    pipeline: Pipeline,
+    source: Source,
+    sink: Box<dyn Sink>,
+    stop: Arc<AtomicBool>,
+    observer: Observer,
+) -> Result<Summary> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(async {
+        tokio::spawn(stop_on_signal(stop.clone()));
+        pipeline.run(source, sink, stop, observer).await
+    })?)
+}
+
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match term.as_mut() {
+                Some(t) => {
+                    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        signalled.await;
+        if stop.swap(true, Ordering::Relaxed) {
+            eprintln!("aborted");
+            std::process::exit(130);
+        }
+        eprintln!("stopping: finishing the files in flight (press Ctrl-C again to abort)");
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

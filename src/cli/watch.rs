@@ -4,17 +4,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{load_models, usage, ModelOptions};
-use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
+use super::{build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions};
+use crate::pipeline::{Observer, Source};
 use crate::sink::rolling::{self, RollPolicy, RollingSink};
-use crate::source::walk::WalkOptions;
 use crate::source::watch::{self, WatchOptions};
 use crate::verdict::{now_ms, Status, Table};
 
@@ -25,6 +24,8 @@ pub struct WatchArgs {
     pub dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub model: ModelOptions,
+    #[command(flatten)]
+    pub pipeline: PipelineOptions,
     /// Output folder of Parquet parts (part-<unix ms>-<seq>.parquet).
     #[arg(short, long, value_name = "OUTDIR")]
     pub out: PathBuf,
@@ -48,27 +49,6 @@ pub struct WatchArgs {
     /// Seconds between throughput and latency log lines (at -v).
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub stats_interval: f64,
-    /// Images per inference batch.
-    #[arg(short, long, default_value_t = 16)]
-    pub batch_size: usize,
-    /// ONNX Runtime threads per session (default: all cores).
-    #[arg(short = 'j', long)]
-    pub threads: Option<usize>,
-    /// Decode threads (default: all cores).
-    #[arg(long)]
-    pub decode_threads: Option<usize>,
-    /// Image file extensions to pick up without sniffing their content (comma separated).
-    #[arg(long, value_delimiter = ',', value_name = "EXT,...")]
-    pub ext: Option<Vec<String>>,
-    /// Follow symbolic links to folders while walking.
-    #[arg(short = 'L', long)]
-    pub follow_symlinks: bool,
-    /// Refuse images with more pixels than this before decoding them.
-    #[arg(long, default_value_t = crate::decode::Limits::default().max_pixels)]
-    pub max_pixels: u64,
-    /// Refuse files larger than this many MiB before reading them.
-    #[arg(long, default_value_t = 256)]
-    pub max_file_mb: u64,
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration> {
@@ -88,8 +68,8 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
                 .with_context(|| format!("resolving {}", d.display()))?,
         );
     }
-    if args.batch_size == 0 || args.roll_rows == 0 {
-        return Err(usage("--batch-size and --roll-rows must be at least 1"));
+    if args.roll_rows == 0 {
+        return Err(usage("--roll-rows must be at least 1"));
     }
     let policy = RollPolicy {
         max_rows: args.roll_rows,
@@ -116,27 +96,8 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
         out.display()
     );
 
-    let (runtime, models) = load_models(&args.model)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut config = PipelineConfig::for_cores(cores);
-    config.batch_size = args.batch_size;
-    if let Some(t) = args.threads {
-        config.session.intra_threads = t.max(1);
-    }
-    if let Some(t) = args.decode_threads {
-        config.decode_threads = t.max(1);
-    }
-    config.limits.max_pixels = args.max_pixels;
-    config.limits.max_file_bytes = args.max_file_mb.saturating_mul(1024 * 1024);
-
-    let mut walk = WalkOptions::new(roots);
-    walk.follow_symlinks = args.follow_symlinks;
-    if let Some(ext) = &args.ext {
-        walk.extensions = ext
-            .iter()
-            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
-            .collect();
-    }
+    let pipeline = build_pipeline(&args.model, &args.pipeline, quiet)?;
+    let walk = args.pipeline.walk_options(roots);
     let opts = WatchOptions {
         walk,
         settle,
@@ -162,19 +123,11 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
         })
     };
 
-    let table = Table::new(models.columns.clone());
-    let pipeline = Pipeline::new(&runtime, models, config).context("loading the models")?;
+    let table = Table::new(pipeline.columns().to_vec());
     let sink = Box::new(RollingSink::create(&out, table, policy)?);
     let observer = stats_observer(stats_interval);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let summary = rt.block_on(async {
-        tokio::spawn(stop_on_signal(stop.clone()));
-        pipeline.run(source, sink, stop.clone(), observer).await
-    })?;
+    let summary = run_until_done(pipeline, source, sink, stop, observer)?;
     if !quiet {
         eprintln!("{summary}");
     }
@@ -214,34 +167,4 @@ fn stats_observer(every: Duration) -> Observer {
         errors = 0;
         since = Instant::now();
     })
-}
-
-/// First SIGINT or SIGTERM: stop taking files, drain, finalize the open part, exit 0. Second:
-/// exit at once; the open part is lost and its files are scored again on restart.
-async fn stop_on_signal(stop: Arc<AtomicBool>) {
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    loop {
-        #[cfg(unix)]
-        let signalled = async {
-            match term.as_mut() {
-                Some(t) => {
-                    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} }
-                }
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        };
-        #[cfg(not(unix))]
-        let signalled = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        signalled.await;
-        if stop.swap(true, Ordering::Relaxed) {
-            eprintln!("aborted");
-            std::process::exit(130);
-        }
-        tracing::info!("stopping: finishing the files in flight");
-    }
 }
