@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use arrow::record_batch::RecordBatch;
+
 use crate::verdict::{Table, Verdict};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +65,58 @@ pub trait Sink: Send {
 }
 
 pub fn create(format: Format, path: &Path, table: Table) -> Result<Box<dyn Sink>, SinkError> {
-    Ok(match format {
-        Format::Parquet => Box::new(parquet::ParquetSink::create(path, table)?),
-        Format::Csv => Box::new(csv::CsvSink::create(path, table)?),
-        Format::Jsonl => Box::new(jsonl::JsonlSink::create(path, table)?),
-    })
+    Ok(Box::new(FileSink::create(format, path, table)?))
+}
+
+/// What differs between the formats: how a batch of rows is encoded into the open file, and
+/// how the file is closed (footers, flushes). Errors are text; [`FileSink`] adds the path.
+pub trait Encoder: Send {
+    fn encode(&mut self, batch: &RecordBatch) -> Result<(), String>;
+    fn close(self: Box<Self>) -> Result<File, String>;
+}
+
+/// One output file in any format, written under a temporary name and renamed when finished.
+pub struct FileSink {
+    pending: PendingFile,
+    encoder: Box<dyn Encoder>,
+    table: Table,
+}
+
+impl FileSink {
+    pub fn create(format: Format, path: &Path, table: Table) -> Result<Self, SinkError> {
+        let (pending, file) = PendingFile::create(path)?;
+        let encoder = match format {
+            Format::Parquet => parquet::encoder(file, table.schema()),
+            Format::Csv => Ok(csv::encoder(file)),
+            Format::Jsonl => Ok(jsonl::encoder(file)),
+        }
+        .map_err(|e| pending.encode_error(e))?;
+        Ok(FileSink {
+            pending,
+            encoder,
+            table,
+        })
+    }
+}
+
+impl Sink for FileSink {
+    fn write(&mut self, rows: &[Verdict]) -> Result<(), SinkError> {
+        let batch = self
+            .table
+            .to_record_batch(rows)
+            .map_err(|e| self.pending.encode_error(e))?;
+        self.encoder
+            .encode(&batch)
+            .map_err(|e| self.pending.encode_error(e))
+    }
+
+    fn finish(self: Box<Self>) -> Result<PathBuf, SinkError> {
+        let FileSink {
+            pending, encoder, ..
+        } = *self;
+        let file = encoder.close().map_err(|e| pending.encode_error(e))?;
+        pending.commit(file)
+    }
 }
 
 /// A file being written under a temporary name in the target's folder (so the rename is atomic).
@@ -118,13 +167,6 @@ impl PendingFile {
         SinkError::Encode {
             path: self.target.clone(),
             reason: reason.to_string(),
-        }
-    }
-
-    pub fn io_error(&self, source: std::io::Error) -> SinkError {
-        SinkError::Io {
-            path: self.tmp.clone(),
-            source,
         }
     }
 }

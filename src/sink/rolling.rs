@@ -17,8 +17,7 @@ use arrow::datatypes::{TimestampMillisecondType, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use super::parquet::ParquetSink;
-use super::{Sink, SinkError};
+use super::{FileSink, Format, Sink, SinkError};
 use crate::source::watch::FileKey;
 use crate::verdict::{now_ms, Table, Verdict};
 
@@ -33,7 +32,7 @@ pub struct RollPolicy {
 }
 
 struct OpenPart {
-    sink: Box<ParquetSink>,
+    sink: Box<FileSink>,
     opened: Instant,
     rows: usize,
 }
@@ -81,7 +80,11 @@ impl RollingSink {
                 self.seq
             ));
             self.seq += 1;
-            let sink = Box::new(ParquetSink::create(&path, self.table.clone())?);
+            let sink = Box::new(FileSink::create(
+                Format::Parquet,
+                &path,
+                self.table.clone(),
+            )?);
             self.open = Some(OpenPart {
                 sink,
                 opened: Instant::now(),
