@@ -267,10 +267,7 @@ fn decode_loop(
 ) {
     let mut pre = Preprocessor::new(specs);
     while let Ok(candidate) = input.recv_blocking() {
-        let t = Instant::now();
-        let outcome = prepare(candidate, limits, &mut pre, clock);
-        clock.add(Stage::Decode, t.elapsed());
-        let sent = match outcome {
+        let sent = match prepare(candidate, limits, &mut pre, clock) {
             Decoded::Ready(p) => prepared.send_blocking(p).is_ok(),
             Decoded::Done(v) => done.send_blocking(v).is_ok(),
         };
@@ -290,7 +287,10 @@ fn prepare(
     if let Some(defect) = candidate.defect {
         return Decoded::Done(Verdict::failed(meta, defect.status, defect.message));
     }
-    let image = match decode::decode_file(&candidate.path, limits, &mut meta) {
+    let t = Instant::now();
+    let image = decode::decode_file(&candidate.path, limits, &mut meta);
+    clock.add(Stage::Decode, t.elapsed());
+    let image = match image {
         Ok(image) => image,
         Err(e) => return Decoded::Done(Verdict::failed(meta, e.status(), e.to_string())),
     };

@@ -63,7 +63,7 @@ pub struct Summary {
     pub real: u64,
     #[serde(serialize_with = "secs")]
     pub wall: Duration,
-    /// Busy time per stage, summed over its threads (decode includes resize).
+    /// Busy time per stage, summed over its threads (decode includes reading the file).
     #[serde(serialize_with = "secs_map")]
     pub stages: BTreeMap<Stage, Duration>,
     pub decode_threads: usize,
@@ -119,8 +119,13 @@ impl Summary {
             let busy = self.stages.get(&stage).map_or(0.0, Duration::as_secs_f64);
             (stage, busy / threads.max(1) as f64 / wall)
         };
+        let decode_and_resize = {
+            let (_, d) = load(Stage::Decode, self.decode_threads);
+            let (_, r) = load(Stage::Resize, self.decode_threads);
+            (Stage::Decode, d + r)
+        };
         [
-            load(Stage::Decode, self.decode_threads),
+            decode_and_resize,
             load(Stage::Infer, self.infer_workers),
             load(Stage::Write, 1),
         ]

@@ -17,7 +17,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 runs="$out/runs.csv"
 mkdir -p "$out"
 
-py() { uv run --project "$here" python "$@"; }
+# From train/, so that `-m train` is the package and not the project folder around it.
+py() { (cd "$here" && uv run python "$@"); }
 common=(--data-path "$data" --device cpu --runs-csv "$runs" --print-freq 50 "$@")
 
 for model in resnet18 vit_tiny_patch16_224; do

@@ -72,7 +72,9 @@ def parity_images(root: Path) -> list[Path]:
     made.append(rotated)
     samples = REPO / "samples"
     if samples.is_dir():
-        made += sorted(p for p in samples.rglob("*") if p.is_file() and p.suffix != ".md")
+        made += sorted(
+            p for p in samples.rglob("*") if p.suffix.lower() in {".jpg", ".png", ".webp"}
+        )
     return made
 
 

@@ -317,6 +317,8 @@ def _summary(
             "seed": args.seed,
         },
         "epochs": epoch + 1,
+        # A fine-tuned model's card must say what it started from.
+        "init_from": args.init_from,
         "mode": args.mode,
         "world_size": strategy.world_size,
         "amp": args.amp,

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from PIL import Image, ImageFilter, ImageOps
@@ -44,7 +44,7 @@ class AugConfig:
 # --------------------------------------------------------------------------- preprocessing
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path | IO[bytes]) -> Image.Image:
     """Decode exactly like the scanner: orientation from EXIF first, then RGB."""
     with Image.open(path) as img:
         return ImageOps.exif_transpose(img).convert("RGB")

@@ -695,30 +695,43 @@ def build_samples(
 # Perturbed copies for robustness figures
 
 
-def perturb(src: Path, out: Path, kinds: Sequence[str] = ("jpeg75", "downscale50")) -> int:
+PERTURBATIONS = ("jpeg75", "downscale50")
+
+
+def perturb_image(img: Image.Image, kind: str) -> tuple[bytes, str]:
+    """Encoded bytes and file suffix of one perturbed copy; `evaluate` applies the same
+    function in memory, so figures from files and from `--perturb` agree."""
+    img = img.convert("L" if img.mode in ("L", "LA") else "RGB")
+    buf = io.BytesIO()
+    if kind == "jpeg75":
+        img.save(buf, "JPEG", quality=75)
+        return buf.getvalue(), ".jpg"
+    if kind == "downscale50":
+        size = (max(1, img.width // 2), max(1, img.height // 2))
+        img.resize(size, Image.Resampling.LANCZOS).save(buf, "PNG")
+        return buf.getvalue(), ".png"
+    raise ValueError(f"unknown perturbation {kind!r}")
+
+
+def perturb(src: Path, out: Path, kinds: Sequence[str] = PERTURBATIONS) -> int:
     """Write ``out/<kind>/<same relative path>`` for every image under ``src``.
 
     ``jpeg75`` re-encodes as JPEG quality 75; ``downscale50`` halves both sides (Lanczos) and
     stores PNG, so the only change is the resampling.
     """
     files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    for kind in kinds:
+        if kind not in PERTURBATIONS:
+            raise ValueError(f"unknown perturbation {kind!r}")
     for p in files:
         rel = p.relative_to(src)
         with Image.open(p) as im:
             im.load()
-            img = im.convert("L" if im.mode in ("L", "LA") else "RGB")
-        for kind in kinds:
-            if kind == "jpeg75":
-                dst = out / kind / rel.with_suffix(".jpg")
+            for kind in kinds:
+                data, suffix = perturb_image(im, kind)
+                dst = out / kind / rel.with_suffix(suffix)
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                img.save(dst, "JPEG", quality=75)
-            elif kind == "downscale50":
-                dst = out / kind / rel.with_suffix(".png")
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                size = (max(1, img.width // 2), max(1, img.height // 2))
-                img.resize(size, Image.Resampling.LANCZOS).save(dst, "PNG")
-            else:
-                raise ValueError(f"unknown perturbation {kind!r}")
+                dst.write_bytes(data)
     return len(files)
 
 

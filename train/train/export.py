@@ -117,6 +117,7 @@ def build_manifest(
     version: str,
     parity: dict[str, Any],
     card_extra: dict[str, Any],
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     summary = dict(ckpt.get("summary", {}))
     training = {
@@ -166,7 +167,7 @@ def build_manifest(
         "output": {"name": OUTPUT_NAME, "kind": "logits"},
         "labels": list(LABELS),
         "fake_index": 1,
-        "threshold": 0.5,
+        "threshold": threshold,
         "training": training,
         "card": card,
     }
@@ -179,6 +180,7 @@ def export(
     card_json: Path | None = None,
     version: str = "1.0.0",
     fp16: bool = True,
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Write OUT.onnx, OUT.fp16.onnx and OUT.json; returns the manifest.
 
@@ -229,6 +231,7 @@ def export(
         version,
         parity,
         card_extra,
+        threshold,
     )
     (out.parent / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -242,10 +245,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--card-json", type=Path, default=None, help="extra model-card fields")
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--no-fp16", action="store_true")
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="fake when P(fake) >= this (manifest)"
+    )
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        export(a.checkpoint, a.out, a.parity_images, a.card_json, a.version, not a.no_fp16)
+        export(
+            a.checkpoint,
+            a.out,
+            a.parity_images,
+            a.card_json,
+            a.version,
+            not a.no_fp16,
+            a.threshold,
+        )
     except RuntimeError as exc:
         log.error("%s", exc)
         return 1

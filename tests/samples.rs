@@ -1,0 +1,67 @@
+//! The committed demo samples with the default model: what a new user sees first must be
+//! mostly right. `samples/real/` should come out "real" and `samples/fake/` "fake".
+
+mod common;
+
+use std::path::Path;
+
+use common::{read_rows, synthscan};
+
+/// The demo model is small and trained on a synthetic corpus; a handful of misses is allowed.
+const MIN_ACCURACY: f64 = 0.9;
+
+#[test]
+#[ignore = "resnet18-demo 1.0.0 labels 25 of 32 samples correctly; needs a better-trained model \
+            (run with --ignored to check a new one)"]
+fn default_model_labels_the_samples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("models/resnet18-demo.json").is_file(),
+        "models/resnet18-demo.json is missing: build it with train/scripts/build_demo_models.sh"
+    );
+    let samples = root.join("samples");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.parquet");
+    // No --model: the default model must be found in the repository's models/.
+    let run = synthscan(&[
+        "scan",
+        samples.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+
+    let rows = read_rows(&out);
+    let mut total = 0usize;
+    let mut correct = 0usize;
+    let mut misses = Vec::new();
+    for row in &rows {
+        // The class is the folder the file sits in: samples/real/x.jpg, samples/fake/y.png.
+        let class = Path::new(&row.path)
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str());
+        let expected = match class {
+            Some("real") => "real",
+            Some("fake") => "fake",
+            _ => continue,
+        };
+        total += 1;
+        assert_eq!(row.status, "ok", "{}: {:?}", row.path, row.error);
+        if row.label.as_deref() == Some(expected) {
+            correct += 1;
+        } else {
+            misses.push(format!("{} (score {:?})", row.path, row.score));
+        }
+    }
+    assert_eq!(total, 32, "expected 16 real and 16 fake samples");
+    let accuracy = correct as f64 / total as f64;
+    assert!(
+        accuracy >= MIN_ACCURACY,
+        "accuracy {accuracy:.3} < {MIN_ACCURACY}; misses:\n{}",
+        misses.join("\n")
+    );
+}

@@ -1,0 +1,318 @@
+"""Evaluate an exported model (manifest + ONNX) the way the scanner runs it.
+
+python -m train.evaluate MODELS/NAME.json [NAME=]DATA [[NAME=]DATA ...] [--split val]
+    [--perturb jpeg75|downscale50] [--out results.json]
+
+DATA is a `train.csv` (or its folder) or a folder with `real/` and/or `fake/` below it. Images
+go through ONNX Runtime with the training eval transform (the manifest's preprocessing), and a
+row is fake when its fake-probability is >= the manifest threshold (or `--threshold`).
+
+With `--split val` (or `train`) a CSV is split exactly like the training run that produced the
+model: seed, val_fraction and limit_fraction come from the manifest's `training.data`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from train.data import (
+    IMAGE_EXTENSIONS,
+    KAGGLE_CSV,
+    LABELS,
+    Sample,
+    eval_transform,
+    load_image,
+    read_kaggle_csv,
+    split_samples,
+)
+from train.demo_data import PERTURBATIONS, perturb_image
+
+log = logging.getLogger("train.evaluate")
+
+SPLITS = ("all", "train", "val")
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    for key in ("file", "input", "output", "labels", "fake_index", "threshold"):
+        if key not in manifest:
+            raise ValueError(f"{path}: manifest lacks {key!r}")
+    return manifest
+
+
+def discover_any(data: Path) -> tuple[list[Sample], str]:
+    """Like `train.data.discover`, but a folder may hold only `real/` or only `fake/`: a
+    false-positive figure needs real images and nothing else."""
+    if data.is_file() and data.suffix == ".csv":
+        return read_kaggle_csv(data), "kaggle-csv"
+    if (data / KAGGLE_CSV).is_file():
+        return read_kaggle_csv(data / KAGGLE_CSV), "kaggle-csv"
+    samples = []
+    for label, name in enumerate(LABELS):
+        folder = data / name
+        if folder.is_dir():
+            samples.extend(
+                Sample(p, label)
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+    if not samples:
+        raise FileNotFoundError(f"{data}: expected {KAGGLE_CSV} or images under real/ or fake/")
+    return samples, "real-fake-folders"
+
+
+def select_split(
+    samples: list[Sample], layout: str, split: str, training: dict[str, Any]
+) -> list[Sample]:
+    if split == "all":
+        return samples
+    if layout != "kaggle-csv":
+        raise ValueError("--split train/val needs the training CSV")
+    data = training.get("data", {})
+    if "seed" not in data or "val_fraction" not in data:
+        raise ValueError("manifest's training.data lacks seed/val_fraction: cannot re-split")
+    train_s, val_s = split_samples(
+        samples,
+        float(data["val_fraction"]),
+        int(data["seed"]),
+        float(data.get("limit_fraction", 1.0)),
+    )
+    return val_s if split == "val" else train_s
+
+
+def session_for(manifest_path: Path, manifest: dict[str, Any], fp16: bool) -> ort.InferenceSession:
+    file = manifest["file"]
+    if fp16:
+        variants = [v for v in manifest.get("variants", []) if v.get("precision") == "fp16"]
+        if not variants:
+            raise ValueError(f"{manifest_path}: no fp16 variant")
+        file = variants[0]["file"]
+    opts = ort.SessionOptions()
+    if fp16:
+        # Same reason as in export: the full level has crashed on FP16 ViTs on the CPU.
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return ort.InferenceSession(
+        str(manifest_path.parent / file), sess_options=opts, providers=["CPUExecutionProvider"]
+    )
+
+
+def _open(sample: Sample, perturb: str | None) -> Image.Image:
+    if perturb is None:
+        return load_image(sample.path)
+    with Image.open(sample.path) as im:
+        data, _ = perturb_image(im, perturb)
+    # Decoding the re-encoded bytes through load_image is what the scanner would see on disk.
+    return load_image(io.BytesIO(data))
+
+
+def _batches(
+    samples: Sequence[Sample], size: int, batch: int, perturb: str | None
+) -> Iterator[tuple[np.ndarray, list[int], int]]:
+    """(inputs, indices kept, unreadable count) per batch."""
+    transform = eval_transform(size)
+    for start in range(0, len(samples), batch):
+        xs, kept, bad = [], [], 0
+        for i in range(start, min(start + batch, len(samples))):
+            try:
+                xs.append(transform(_open(samples[i], perturb)).numpy())
+                kept.append(i)
+            except Exception as exc:  # any decoder failure; PIL raises many types
+                log.warning("skipping unreadable image %s: %s", samples[i].path, exc)
+                bad += 1
+        if xs:
+            yield np.stack(xs).astype(np.float32), kept, bad
+        else:
+            yield np.zeros((0, 3, size, size), np.float32), kept, bad
+
+
+def fake_scores(
+    session: ort.InferenceSession,
+    manifest: dict[str, Any],
+    samples: Sequence[Sample],
+    batch: int = 32,
+    perturb: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fake-probabilities and labels of the readable samples, and the unreadable count."""
+    size = int(manifest["input"]["height"])
+    if int(manifest["input"]["width"]) != size:
+        raise ValueError("eval_transform resizes to a square; the manifest input is not one")
+    in_name, out_name = manifest["input"]["name"], manifest["output"]["name"]
+    fake_index = int(manifest["fake_index"])
+    scores: list[np.ndarray] = []
+    labels: list[int] = []
+    skipped = 0
+    for x, kept, bad in _batches(samples, size, batch, perturb):
+        skipped += bad
+        if not kept:
+            continue
+        (out,) = session.run([out_name], {in_name: x})
+        out = np.asarray(out, dtype=np.float64)
+        if manifest["output"]["kind"] == "logits":
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        scores.append(out[:, fake_index])
+        labels.extend(samples[i].label for i in kept)
+    score_arr = np.concatenate(scores) if scores else np.zeros(0)
+    return score_arr, np.array(labels, dtype=np.int64), skipped
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Fake is the positive class. Figures that need a class the data lacks are None."""
+    pred = scores >= threshold
+    real, fake = labels == 0, labels == 1
+    tp, fp = int((pred & fake).sum()), int((pred & real).sum())
+    tn, fn = int((~pred & real).sum()), int((~pred & fake).sum())
+    both = bool(real.any() and fake.any())
+    return {
+        "n": len(labels),
+        "n_real": int(real.sum()),
+        "n_fake": int(fake.sum()),
+        "threshold": threshold,
+        "accuracy": _ratio(tp + tn, len(labels)),
+        "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "fpr_real": _ratio(fp, fp + tn),
+        "tpr_fake": _ratio(tp, tp + fn),
+        "mean_score_real": float(scores[real].mean()) if real.any() else None,
+        "mean_score_fake": float(scores[fake].mean()) if fake.any() else None,
+    }
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Threshold with the best balanced accuracy (Youden's J), for choosing on validation."""
+    if len(np.unique(labels)) < 2:
+        return None
+    fpr, tpr, thr = roc_curve(labels, scores)
+    finite = np.isfinite(thr)
+    j = np.where(finite, tpr - fpr, -np.inf)
+    return float(thr[int(np.argmax(j))])
+
+
+def parse_dataset(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if sep and name and not Path(text).exists():
+        return name, Path(path)
+    p = Path(text)
+    return p.name or str(p), p
+
+
+def evaluate_model(
+    manifest_path: Path,
+    datasets: Sequence[tuple[str, Path]],
+    split: str = "all",
+    perturb: Sequence[str] = (),
+    threshold: float | None = None,
+    fp16: bool = False,
+    batch: int = 32,
+    perturb_sets: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    manifest = load_manifest(manifest_path)
+    thr = float(manifest["threshold"] if threshold is None else threshold)
+    session = session_for(manifest_path, manifest, fp16)
+    results: dict[str, Any] = {}
+    for name, path in datasets:
+        samples, layout = discover_any(path)
+        # A split only makes sense for the training CSV; folders are held out whole.
+        chosen = select_split(
+            samples, layout, split if layout == "kaggle-csv" else "all", manifest["training"]
+        )
+        kinds = perturb if perturb_sets is None or name in perturb_sets else ()
+        for kind in (None, *kinds):
+            started = time.perf_counter()
+            scores, labels, skipped = fake_scores(session, manifest, chosen, batch, kind)
+            key = name if kind is None else f"{name}+{kind}"
+            entry = metrics_at(scores, labels, thr)
+            entry.update(
+                {
+                    "data": str(path),
+                    "split": split if layout == "kaggle-csv" else "all",
+                    "perturbation": kind,
+                    "skipped": skipped,
+                    "best_threshold": best_threshold(scores, labels),
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
+            log.info(
+                "%s: n=%d acc=%s auc=%s fpr_real=%s tpr_fake=%s",
+                key,
+                entry["n"],
+                _fmt(entry["accuracy"]),
+                _fmt(entry["roc_auc"]),
+                _fmt(entry["fpr_real"]),
+                _fmt(entry["tpr_fake"]),
+            )
+            results[key] = entry
+    return {
+        "model": manifest.get("name"),
+        "version": manifest.get("version"),
+        "precision": "fp16" if fp16 else "fp32",
+        "threshold": thr,
+        "datasets": results,
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__)
+    p.add_argument("manifest", type=Path, help="models/NAME.json")
+    p.add_argument("data", nargs="+", help="[NAME=]PATH: train.csv, its folder, or real/+fake/")
+    p.add_argument("--split", default="all", choices=SPLITS, help="for CSV data sets")
+    p.add_argument(
+        "--perturb",
+        default="",
+        help=f"also evaluate perturbed copies: comma list of {', '.join(PERTURBATIONS)}",
+    )
+    p.add_argument(
+        "--perturb-sets", default=None, help="comma list of data set names to perturb (all)"
+    )
+    p.add_argument("--threshold", type=float, default=None, help="default: the manifest's")
+    p.add_argument("--fp16", action="store_true", help="run the manifest's fp16 variant")
+    p.add_argument("-b", "--batch-size", type=int, default=32)
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    kinds = [k for k in a.perturb.split(",") if k]
+    for k in kinds:
+        if k not in PERTURBATIONS:
+            p.error(f"unknown perturbation {k!r}")
+    result = evaluate_model(
+        a.manifest,
+        [parse_dataset(d) for d in a.data],
+        a.split,
+        kinds,
+        a.threshold,
+        a.fp16,
+        a.batch_size,
+        a.perturb_sets.split(",") if a.perturb_sets else None,
+    )
+    text = json.dumps(result, indent=2) + "\n"
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
