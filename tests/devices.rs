@@ -177,7 +177,10 @@ fn a_gpu_request_without_a_gpu_runtime_fails_fast_or_falls_back() {
     // A GPU is claimed but the ONNX Runtime found is the CPU build: the message names the
     // missing provider library and the fix.
     let cpu_build = synthscan::runtime::locate(None, false).unwrap();
-    let run = base(&["--device", "cuda:0"]).env("ORT_DYLIB_PATH", cpu_build).output().unwrap();
+    let run = base(&["--device", "cuda:0"])
+        .env("ORT_DYLIB_PATH", cpu_build)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
