@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import torch.multiprocessing as mp
 from conftest import SIZE, free_port
 from torch import nn
 
+from train.data import Batch
+from train.engine import train_one_epoch
 from train.models import create_model, load_init, split_model
 from train.parallel import (
     DDPStrategy,
@@ -137,6 +140,45 @@ def test_fsdp_two_processes_match_single_process(tmp_path: Path) -> None:
 def test_pipelined_stages_match_unsplit(tmp_path: Path) -> None:
     r0, _ = _spawn("pipeline", tmp_path)
     _assert_close(r0, _reference_step())
+
+
+def _uneven_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 0's first batch lost all but one image to corrupt files; rank 1's is whole."""
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    strategy = DDPStrategy(torch.device("cpu"), "gloo")
+    strategy.setup()
+    strategy.prepare(_model("resnet18"), "resnet18")
+    opt = torch.optim.SGD(strategy.parameters(), lr=LR)
+    x, y = _batch(4)
+    first = 1 if rank == 0 else 4
+    loader = [
+        Batch(x[:first], y[:first], torch.arange(first), skipped=4 - first),
+        Batch(x, y, torch.arange(4), skipped=0),
+    ]
+    stats = train_one_epoch(
+        strategy, loader, opt, nn.functional.cross_entropy, contextlib.nullcontext,
+        _no_scaler(), epoch=0, print_freq=0,
+    )  # fmt: skip
+    state = {k: v.detach().clone() for k, v in strategy.raw.state_dict().items()}
+    torch.save({"state": state, "skipped": stats.skipped}, Path(out) / f"rank{rank}.pt")
+    strategy.teardown()
+
+
+def test_ddp_ranks_skip_a_shrunken_batch_together(tmp_path: Path) -> None:
+    ctx = mp.spawn(_uneven_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank skipped a step alone and the other waited forever")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    _assert_close(r0["state"], r1["state"])
+    assert r0["skipped"] == 3  # summed over ranks, counted once
 
 
 def test_reference_is_deterministic() -> None:

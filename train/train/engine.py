@@ -52,6 +52,11 @@ def _counts_data(strategy: Strategy) -> bool:
     return not (isinstance(strategy, PipelineStrategy) and not strategy.is_last)
 
 
+def _any_rank(strategy: Strategy, flag: bool) -> bool:
+    """True when `flag` holds on any rank (a no-op without a process group)."""
+    return strategy.all_reduce_sum([float(flag)])[0] > 0
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -76,9 +81,10 @@ def train_one_epoch(
         if max_steps is not None and steps >= max_steps:
             break
         skipped += batch.skipped
-        if len(batch) < 2:
-            # BatchNorm cannot train on one sample; only corrupt files can shrink a batch so
-            # far, because the training loader drops the last partial batch.
+        # BatchNorm cannot train on one sample; only corrupt files can shrink a batch so far,
+        # because the training loader drops the last partial batch. The ranks decide together:
+        # one rank skipping a step alone would leave the others waiting in its collectives.
+        if _any_rank(strategy, len(batch) < 2):
             continue
         optimizer.zero_grad(set_to_none=True)
         part_loss, part_n = strategy.train_step(
@@ -120,7 +126,7 @@ def evaluate(
         if max_steps is not None and step >= max_steps:
             break
         skipped += batch.skipped
-        if len(batch) == 0:
+        if _any_rank(strategy, len(batch) == 0):
             continue
         p = strategy.predict(batch.images, autocast)
         if p is not None:
