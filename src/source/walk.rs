@@ -74,7 +74,7 @@ impl WalkOptions {
         }
     }
 
-    fn has_image_extension(&self, path: &Path) -> bool {
+    pub(crate) fn has_image_extension(&self, path: &Path) -> bool {
         path.extension()
             .and_then(OsStr::to_str)
             .is_some_and(|e| self.extensions.contains(&e.to_ascii_lowercase()))
@@ -154,7 +154,8 @@ fn walk_error(root: &Path, err: &walkdir::Error) -> Candidate {
     Candidate::defective(path, Status::IoError, message)
 }
 
-fn has_image_signature(path: &Path) -> bool {
+/// Whether the first bytes are an image signature (for files without an image name).
+pub(crate) fn has_image_signature(path: &Path) -> bool {
     let mut head = [0u8; 16];
     let Ok(mut f) = std::fs::File::open(path) else {
         return false;

@@ -13,8 +13,6 @@
 //! when its identity is new, so a restart skips what was done and a changed file is scored again.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -488,7 +486,7 @@ impl State<'_> {
     fn candidate(&self, path: &Path, md: Option<&std::fs::Metadata>) -> Option<Candidate> {
         let named_like_image = self.has_image_extension(path);
         match md {
-            Some(m) if m.is_file() => (named_like_image || has_image_signature(path))
+            Some(m) if m.is_file() => (named_like_image || walk::has_image_signature(path))
                 .then(|| Candidate::file(path.into())),
             Some(m) if m.is_dir() => named_like_image
                 .then(|| Candidate::defective(path.into(), Status::NotAFile, "is a directory")),
@@ -507,17 +505,6 @@ impl State<'_> {
     }
 
     fn has_image_extension(&self, path: &Path) -> bool {
-        path.extension()
-            .and_then(OsStr::to_str)
-            .is_some_and(|e| self.opts.walk.extensions.contains(&e.to_ascii_lowercase()))
+        self.opts.walk.has_image_extension(path)
     }
-}
-
-fn has_image_signature(path: &Path) -> bool {
-    let mut head = [0u8; 16];
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let n = f.read(&mut head).unwrap_or(0);
-    n >= 4 && image::guess_format(&head[..n]).is_ok()
 }
