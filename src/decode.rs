@@ -122,11 +122,50 @@ pub fn decode_bytes(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    let libjpeg = if format == ImageFormat::Jpeg {
+        decode_jpeg_libjpeg(bytes)
+    } else {
+        None
+    };
+    let mut image = match libjpeg {
+        Some(rgb) => DynamicImage::ImageRgb8(rgb?),
+        None => DynamicImage::from_decoder(decoder).map_err(image_error)?,
+    };
     image.apply_orientation(orientation);
     meta.width = Some(image.width());
     meta.height = Some(image.height());
     Ok(image.into_rgb8())
+}
+
+/// Decodes a YCbCr or grayscale JPEG with libjpeg-turbo's decoder (accurate integer IDCT, fancy
+/// chroma upsampling): the decoder Pillow uses, so the scanner sees the same pixels as the
+/// training side. Detectors react to pixel-level noise, and another JPEG decoder's rounding
+/// moved some scores by several hundredths. `None` for colour spaces it does not convert to
+/// RGB (CMYK), which go to the `image` crate's decoder.
+fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<Result<RgbImage, DecodeError>> {
+    use mozjpeg::{ColorSpace, Decompress};
+    let corrupt = |e: String| DecodeError::Corrupt(format!("JPEG: {e}"));
+    // libjpeg reports fatal errors by unwinding; keep them to this file.
+    let result = std::panic::catch_unwind(|| -> Result<Option<RgbImage>, String> {
+        let d = Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
+        if !matches!(
+            d.color_space(),
+            ColorSpace::JCS_YCbCr | ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_RGB
+        ) {
+            return Ok(None);
+        }
+        let mut started = d.rgb().map_err(|e| e.to_string())?;
+        let (w, h) = (started.width() as u32, started.height() as u32);
+        let pixels = started.read_scanlines::<u8>().map_err(|e| e.to_string())?;
+        started.finish().map_err(|e| e.to_string())?;
+        Ok(RgbImage::from_raw(w, h, pixels))
+    });
+    match result {
+        Ok(Ok(Some(img))) => Some(Ok(img)),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => Some(Err(corrupt(e))),
+        Err(_) => Some(Err(corrupt("the decoder gave up on the data".into()))),
+    }
 }
 
 fn format_name(format: ImageFormat) -> &'static str {
