@@ -66,21 +66,36 @@ pub fn decode_file(
     }
     meta.size_bytes = Some(md.len());
     meta.modified_ms = md.modified().ok().map(to_ms);
-    if md.len() > limits.max_file_bytes {
+    check_file_size(md.len(), limits)?;
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
+    // The file can change between stat and read; the row describes what was read.
+    decode_file_bytes(&bytes, limits, meta)
+}
+
+/// Decodes a whole file that is already in memory (an upload): the same checks and the same
+/// row facts as [`decode_file`], without the filesystem.
+pub fn decode_file_bytes(
+    bytes: &[u8],
+    limits: &Limits,
+    meta: &mut FileMeta,
+) -> Result<RgbImage, DecodeError> {
+    meta.size_bytes = Some(bytes.len() as u64);
+    check_file_size(bytes.len() as u64, limits)?;
+    meta.blake3 = Some(blake3::hash(bytes).to_hex().to_string());
+    decode_bytes(bytes, limits, meta)
+}
+
+fn check_file_size(len: u64, limits: &Limits) -> Result<(), DecodeError> {
+    if len > limits.max_file_bytes {
         return Err(DecodeError::TooLarge(format!(
-            "file is {} bytes, over the limit of {} bytes",
-            md.len(),
+            "file is {len} bytes, over the limit of {} bytes",
             limits.max_file_bytes
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
-    // The file can change between stat and read; the row describes what was read.
-    meta.size_bytes = Some(bytes.len() as u64);
-    meta.blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
-    decode_bytes(&bytes, limits, meta)
+    Ok(())
 }
 
-/// Decodes in-memory bytes (also used for uploads, which never touch the filesystem).
+/// Decodes the bytes of an image.
 pub fn decode_bytes(
     bytes: &[u8],
     limits: &Limits,

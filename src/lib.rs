@@ -2,7 +2,8 @@
 //!
 //! The pipeline (see [`pipeline`]) moves files from a [`source`] through [`decode`] and
 //! [`preprocess`], groups them in [`batch`]es, scores them with ONNX Runtime in [`infer`], and
-//! writes one [`verdict`] row per file through a [`sink`].
+//! writes one [`verdict`] row per file through a [`sink`]. [`serve`] puts the same pipeline
+//! behind a web page and an HTTP API.
 
 pub mod batch;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod summary;

@@ -147,6 +147,11 @@ impl Pipeline {
         best
     }
 
+    /// The models' manifests, in column order.
+    pub fn manifests(&self) -> impl Iterator<Item = &crate::manifest::Manifest> {
+        self.models.entries.iter().map(|e| &e.manifest)
+    }
+
     /// The output columns, with each model's precision as loaded.
     pub fn columns(&self) -> &[crate::verdict::ModelColumn] {
         &self.models.columns
@@ -284,11 +289,15 @@ fn prepare(
     clock: &StageClock,
 ) -> Decoded {
     let mut meta = FileMeta::new(candidate.path.to_string_lossy().into_owned());
+    meta.ticket = candidate.content.as_ref().map(|upload| upload.ticket);
     if let Some(defect) = candidate.defect {
         return Decoded::Done(Verdict::failed(meta, defect.status, defect.message));
     }
     let t = Instant::now();
-    let image = decode::decode_file(&candidate.path, limits, &mut meta);
+    let image = match &candidate.content {
+        Some(upload) => decode::decode_file_bytes(&upload.bytes, limits, &mut meta),
+        None => decode::decode_file(&candidate.path, limits, &mut meta),
+    };
     clock.add(Stage::Decode, t.elapsed());
     let image = match image {
         Ok(image) => image,
@@ -346,7 +355,7 @@ fn collect(
         flush(&mut group, &mut sink)?;
     }
     let t = Instant::now();
-    summary.output = Some(sink.finish()?);
+    summary.output = sink.finish()?;
     clock.add(Stage::Write, t.elapsed());
     Ok(summary)
 }

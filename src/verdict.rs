@@ -83,6 +83,9 @@ pub struct FileMeta {
     pub height: Option<u32>,
     /// Encoder quality estimated from the JPEG quantization tables (JPEG only).
     pub jpeg_quality: Option<u8>,
+    /// For in-memory uploads: routes the row back to the request that sent the file. Not a
+    /// column.
+    pub ticket: Option<u64>,
 }
 
 impl FileMeta {

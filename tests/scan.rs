@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{read_rows, synthscan, tiny_model, write_image, Row};
+use common::{png_claiming, read_rows, synthscan, tiny_model, write_image, Row};
 
 /// Builds the bad-input fixture set next to a few good images; returns the expected status of
 /// every candidate by file name.
@@ -95,22 +95,6 @@ fn pseudo_random_bytes(n: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
-}
-
-/// A valid 1x1 PNG whose header is rewritten to claim `w` x `h` pixels (CRC fixed up), so only
-/// a size check before allocation saves the decoder.
-fn png_claiming(w: u32, h: u32) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::RgbImage::new(1, 1)
-        .write_to(&mut out, image::ImageFormat::Png)
-        .unwrap();
-    let mut png = out.into_inner();
-    // signature (8) + length (4) + "IHDR" (4), then width and height.
-    png[16..20].copy_from_slice(&w.to_be_bytes());
-    png[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = crc32fast::hash(&png[12..29]);
-    png[29..33].copy_from_slice(&crc.to_be_bytes());
-    png
 }
 
 fn by_name(rows: &[Row], root: &Path) -> BTreeMap<String, Row> {

@@ -5,6 +5,7 @@
 mod models;
 mod report;
 mod scan;
+mod serve;
 mod watch;
 
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ pub enum Command {
     Models(models::ModelsArgs),
     /// Summarize a verdict dataset: counts, fake rate per model, format and JPEG quality.
     Report(report::ReportArgs),
+    /// Serve the upload page and the JSON API: score uploaded images (or zips of images),
+    /// compare models, download the results as CSV or Parquet.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -203,7 +207,7 @@ pub fn run_until_done(
     })?)
 }
 
-async fn stop_on_signal(stop: Arc<AtomicBool>) {
+pub(crate) async fn stop_on_signal(stop: Arc<AtomicBool>) {
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
@@ -262,6 +266,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args, cli.quiet),
         Command::Models(args) => models::run(args),
         Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

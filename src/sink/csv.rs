@@ -1,25 +1,22 @@
 //! CSV with a header row; timestamps as RFC 3339.
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::Write;
 
 use arrow::csv::{Writer, WriterBuilder};
 use arrow::record_batch::RecordBatch;
 
 use super::Encoder;
 
-pub fn encoder(file: BufWriter<File>) -> Box<dyn Encoder> {
-    Box::new(WriterBuilder::new().with_header(true).build(file))
+pub fn encoder<W: Write + Send + 'static>(out: W) -> Box<dyn Encoder<W>> {
+    Box::new(WriterBuilder::new().with_header(true).build(out))
 }
 
-impl Encoder for Writer<BufWriter<File>> {
+impl<W: Write + Send> Encoder<W> for Writer<W> {
     fn encode(&mut self, batch: &RecordBatch) -> Result<(), String> {
         self.write(batch).map_err(|e| e.to_string())
     }
 
-    fn close(self: Box<Self>) -> Result<File, String> {
-        self.into_inner()
-            .into_inner()
-            .map_err(|e| e.into_error().to_string())
+    fn close(self: Box<Self>) -> Result<W, String> {
+        Ok(self.into_inner())
     }
 }

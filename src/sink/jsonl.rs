@@ -1,26 +1,23 @@
 //! JSON Lines: one object per verdict, nulls omitted.
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::Write;
 
 use arrow::json::LineDelimitedWriter;
 use arrow::record_batch::RecordBatch;
 
 use super::Encoder;
 
-pub fn encoder(file: BufWriter<File>) -> Box<dyn Encoder> {
-    Box::new(LineDelimitedWriter::new(file))
+pub fn encoder<W: Write + Send + 'static>(out: W) -> Box<dyn Encoder<W>> {
+    Box::new(LineDelimitedWriter::new(out))
 }
 
-impl Encoder for LineDelimitedWriter<BufWriter<File>> {
+impl<W: Write + Send> Encoder<W> for LineDelimitedWriter<W> {
     fn encode(&mut self, batch: &RecordBatch) -> Result<(), String> {
         self.write(batch).map_err(|e| e.to_string())
     }
 
-    fn close(mut self: Box<Self>) -> Result<File, String> {
+    fn close(mut self: Box<Self>) -> Result<W, String> {
         self.finish().map_err(|e| e.to_string())?;
-        self.into_inner()
-            .into_inner()
-            .map_err(|e| e.into_error().to_string())
+        Ok(self.into_inner())
     }
 }

@@ -7,7 +7,7 @@ pub mod parquet;
 pub mod rolling;
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
@@ -60,42 +60,72 @@ pub trait Sink: Send {
     fn tick(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
-    /// Flushes, closes and renames the file into place; returns its final path.
-    fn finish(self: Box<Self>) -> Result<PathBuf, SinkError>;
+    /// Flushes, closes and renames the file into place; returns its final path (`None` for a
+    /// sink that writes no file).
+    fn finish(self: Box<Self>) -> Result<Option<PathBuf>, SinkError>;
 }
 
 pub fn create(format: Format, path: &Path, table: Table) -> Result<Box<dyn Sink>, SinkError> {
     Ok(Box::new(FileSink::create(format, path, table)?))
 }
 
-/// What differs between the formats: how a batch of rows is encoded into the open file, and
-/// how the file is closed (footers, flushes). Errors are text; [`FileSink`] adds the path.
-pub trait Encoder: Send {
+/// What differs between the formats: how a batch of rows is encoded into the open output, and
+/// how it is closed (footers, flushes). Errors are text; [`FileSink`] adds the path.
+pub trait Encoder<W>: Send {
     fn encode(&mut self, batch: &RecordBatch) -> Result<(), String>;
-    fn close(self: Box<Self>) -> Result<File, String>;
+    fn close(self: Box<Self>) -> Result<W, String>;
+}
+
+pub fn encoder<W: Write + Send + 'static>(
+    format: Format,
+    out: W,
+    table: &Table,
+) -> Result<Box<dyn Encoder<W>>, String> {
+    match format {
+        Format::Parquet => parquet::encoder(out, table.schema()),
+        Format::Csv => Ok(csv::encoder(out)),
+        Format::Jsonl => Ok(jsonl::encoder(out)),
+    }
+}
+
+/// A whole set of rows as one in-memory file, for answers that never touch the disk.
+pub fn encode_to_vec(format: Format, table: &Table, rows: &[Verdict]) -> Result<Vec<u8>, String> {
+    let batch = table.to_record_batch(rows).map_err(|e| e.to_string())?;
+    let mut encoder = encoder(format, Vec::new(), table)?;
+    encoder.encode(&batch)?;
+    encoder.close()
 }
 
 /// One output file in any format, written under a temporary name and renamed when finished.
 pub struct FileSink {
     pending: PendingFile,
-    encoder: Box<dyn Encoder>,
+    encoder: Box<dyn Encoder<BufWriter<File>>>,
     table: Table,
 }
 
 impl FileSink {
     pub fn create(format: Format, path: &Path, table: Table) -> Result<Self, SinkError> {
         let (pending, file) = PendingFile::create(path)?;
-        let encoder = match format {
-            Format::Parquet => parquet::encoder(file, table.schema()),
-            Format::Csv => Ok(csv::encoder(file)),
-            Format::Jsonl => Ok(jsonl::encoder(file)),
-        }
-        .map_err(|e| pending.encode_error(e))?;
+        let encoder = encoder(format, file, &table).map_err(|e| pending.encode_error(e))?;
         Ok(FileSink {
             pending,
             encoder,
             table,
         })
+    }
+}
+
+impl FileSink {
+    /// Closes the file and renames it into place; returns its final path.
+    pub fn close(self) -> Result<PathBuf, SinkError> {
+        let FileSink {
+            pending, encoder, ..
+        } = self;
+        let file = encoder
+            .close()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error().to_string()))
+            .map_err(|e| pending.encode_error(e))?;
+        pending.commit(file)
     }
 }
 
@@ -110,12 +140,8 @@ impl Sink for FileSink {
             .map_err(|e| self.pending.encode_error(e))
     }
 
-    fn finish(self: Box<Self>) -> Result<PathBuf, SinkError> {
-        let FileSink {
-            pending, encoder, ..
-        } = *self;
-        let file = encoder.close().map_err(|e| pending.encode_error(e))?;
-        pending.commit(file)
+    fn finish(self: Box<Self>) -> Result<Option<PathBuf>, SinkError> {
+        self.close().map(Some)
     }
 }
 

@@ -1,7 +1,6 @@
 //! Parquet (zstd) with bounded row groups, flushed as rows arrive.
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::Write;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -15,24 +14,24 @@ use super::Encoder;
 /// it goes, large enough for good compression of the repetitive columns.
 pub const ROW_GROUP_ROWS: usize = 4096;
 
-pub fn encoder(file: BufWriter<File>, schema: SchemaRef) -> Result<Box<dyn Encoder>, String> {
+pub fn encoder<W: Write + Send + 'static>(
+    out: W,
+    schema: SchemaRef,
+) -> Result<Box<dyn Encoder<W>>, String> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
-    let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| e.to_string())?;
+    let writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(|e| e.to_string())?;
     Ok(Box::new(writer))
 }
 
-impl Encoder for ArrowWriter<BufWriter<File>> {
+impl<W: Write + Send> Encoder<W> for ArrowWriter<W> {
     fn encode(&mut self, batch: &RecordBatch) -> Result<(), String> {
         self.write(batch).map_err(|e| e.to_string())
     }
 
-    fn close(self: Box<Self>) -> Result<File, String> {
-        self.into_inner()
-            .map_err(|e| e.to_string())?
-            .into_inner()
-            .map_err(|e| e.into_error().to_string())
+    fn close(self: Box<Self>) -> Result<W, String> {
+        self.into_inner().map_err(|e| e.to_string())
     }
 }

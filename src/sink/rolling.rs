@@ -32,7 +32,7 @@ pub struct RollPolicy {
 }
 
 struct OpenPart {
-    sink: Box<FileSink>,
+    sink: FileSink,
     opened: Instant,
     rows: usize,
 }
@@ -80,11 +80,7 @@ impl RollingSink {
                 self.seq
             ));
             self.seq += 1;
-            let sink = Box::new(FileSink::create(
-                Format::Parquet,
-                &path,
-                self.table.clone(),
-            )?);
+            let sink = FileSink::create(Format::Parquet, &path, self.table.clone())?;
             self.open = Some(OpenPart {
                 sink,
                 opened: Instant::now(),
@@ -98,7 +94,7 @@ impl RollingSink {
         let Some(part) = self.open.take() else {
             return Ok(());
         };
-        let path = part.sink.finish()?;
+        let path = part.sink.close()?;
         // The rename is only durable once the folder entry is on disk.
         if let Ok(dir) = std::fs::File::open(&self.dir) {
             let _ = dir.sync_all();
@@ -148,9 +144,9 @@ impl Sink for RollingSink {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<PathBuf, SinkError> {
+    fn finish(mut self: Box<Self>) -> Result<Option<PathBuf>, SinkError> {
         self.finalize()?;
-        Ok(self.dir.clone())
+        Ok(Some(self.dir.clone()))
     }
 }
 

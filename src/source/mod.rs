@@ -1,6 +1,7 @@
 //! Where candidate files come from. A source knows nothing of decoding or models: it hands on
 //! paths, and the problems it met on the way (a loop, a permission error) as candidates with a
-//! defect, so that they too end as a verdict row.
+//! defect, so that they too end as a verdict row. Uploads to `serve` arrive as candidates that
+//! carry their bytes, so they never touch the filesystem.
 
 pub mod walk;
 pub mod watch;
@@ -15,6 +16,15 @@ pub struct Candidate {
     pub path: PathBuf,
     /// Set when the source already knows the file cannot be scored.
     pub defect: Option<Defect>,
+    /// The file's bytes when they are in memory already; `path` is then only a label.
+    pub content: Option<Upload>,
+}
+
+/// An in-memory file and the ticket that routes its verdict back to whoever sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub ticket: u64,
+    pub bytes: bytes::Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +35,19 @@ pub struct Defect {
 
 impl Candidate {
     pub fn file(path: PathBuf) -> Self {
-        Candidate { path, defect: None }
+        Candidate {
+            path,
+            defect: None,
+            content: None,
+        }
+    }
+
+    pub fn in_memory(name: String, ticket: u64, bytes: bytes::Bytes) -> Self {
+        Candidate {
+            path: PathBuf::from(name),
+            defect: None,
+            content: Some(Upload { ticket, bytes }),
+        }
     }
 
     pub fn defective(path: PathBuf, status: Status, message: impl Into<String>) -> Self {
@@ -35,6 +57,7 @@ impl Candidate {
                 status,
                 message: message.into(),
             }),
+            content: None,
         }
     }
 

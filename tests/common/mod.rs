@@ -115,3 +115,31 @@ pub fn read_rows(path: &Path) -> Vec<Row> {
         })
         .collect()
 }
+
+/// A valid 1x1 PNG whose header is rewritten to claim `w` x `h` pixels (CRC fixed up), so only
+/// a size check before allocation saves the decoder.
+pub fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::new(1, 1)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    let mut png = out.into_inner();
+    // signature (8) + length (4) + "IHDR" (4), then width and height.
+    png[16..20].copy_from_slice(&w.to_be_bytes());
+    png[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32fast::hash(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+/// A zip archive of the given entries (deflated).
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}

@@ -1,0 +1,104 @@
+//! `synthscan serve`: the upload page and JSON API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{build_pipeline, stop_on_signal, BatchSize, ModelOptions, PipelineOptions};
+use crate::serve::upload::UploadLimits;
+use crate::serve::{self, ServeConfig};
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. The default takes connections from this machine only; use
+    /// 0.0.0.0:8080 to open it to the network.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub model: ModelOptions,
+    /// Largest request body, in MiB (413 above it).
+    #[arg(long, default_value_t = 50, value_name = "MIB")]
+    pub max_upload_mb: u64,
+    /// Most files in one request, zip entries included (413 above it).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub max_files: usize,
+    /// Most bytes the zip archives of one request may expand to, in MiB (413 above it).
+    #[arg(long, default_value_t = 200, value_name = "MIB")]
+    pub max_unzipped_mb: u64,
+    /// Refuse images with more pixels than this before decoding them (decompression bombs).
+    #[arg(long, default_value_t = 50_000_000)]
+    pub max_pixels: u64,
+    /// Requests read and scored at once; more wait their turn. Bounds memory together with the
+    /// size limits.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_concurrent: usize,
+    /// Also keep every uploaded file in this folder, under generated names.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Images per inference batch.
+    #[arg(short, long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// ONNX Runtime threads per session (default: all cores; 1 on GPUs).
+    #[arg(short = 'j', long)]
+    pub threads: Option<usize>,
+    /// How many scored batches stay downloadable, and for how many minutes.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub keep_batches: usize,
+    #[arg(long, default_value_t = 60, value_name = "MINUTES")]
+    pub keep_minutes: u64,
+}
+
+pub fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode> {
+    let pipeline_opts = PipelineOptions {
+        batch_size: BatchSize::Fixed(args.batch_size.max(1)),
+        threads: args.threads,
+        decode_threads: None,
+        ext: None,
+        follow_symlinks: false,
+        max_pixels: args.max_pixels,
+        max_file_mb: args.max_upload_mb,
+    };
+    let pipeline = build_pipeline(&args.model, &pipeline_opts, quiet)?;
+    let config = ServeConfig {
+        bind: args.bind,
+        limits: UploadLimits {
+            max_body_bytes: args.max_upload_mb.saturating_mul(MIB),
+            max_files: args.max_files.max(1),
+            max_unzipped_bytes: args.max_unzipped_mb.saturating_mul(MIB),
+        },
+        upload_slots: args.max_concurrent,
+        keep: args.keep,
+        max_batches: args.keep_batches,
+        batch_ttl: Duration::from_secs(args.keep_minutes.saturating_mul(60)),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::spawn(stop_on_signal(stop.clone()));
+        let on_listen = |addr: SocketAddr| {
+            // Always printed, even with --quiet: scripts read the port from it.
+            eprintln!("synthscan serve: listening on http://{addr}/");
+        };
+        serve::serve(pipeline, config, on_listen, stopped(stop)).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves once the first SIGINT/SIGTERM has set `stop`: the server then stops accepting and
+/// lets the requests in flight finish.
+async fn stopped(stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,394 @@
+//! `synthscan serve`: a small web page and JSON API over one long-lived pipeline.
+//!
+//! ```text
+//! POST /v1/scan ─multipart─▶ upload (parts, zip entries, limits) ─NamedFile─▶ dispatch ─▶ pipeline
+//!        ◀──── JSON rows ◀── results (kept for CSV/Parquet/log downloads) ◀── rows by ticket ◀─┘
+//! ```
+//!
+//! Uploads never touch the filesystem (unless `--keep`, and then under generated names); every
+//! uploaded file is answered with exactly one row, with the same columns as `scan` writes.
+
+pub mod dispatch;
+pub mod results;
+pub mod upload;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::sink::{self, Format};
+use crate::verdict::{Status, Table, Verdict};
+use dispatch::{Dispatcher, NamedFile};
+use results::{Batch, Results};
+use upload::{UploadError, UploadLimits};
+
+/// The page: static HTML, CSS and JS in one file, so the binary serves it offline.
+const PAGE: &str = include_str!("page.html");
+
+/// The header that names the batch a `POST /v1/scan` answer belongs to.
+pub const BATCH_HEADER: &str = "x-synthscan-batch";
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub bind: SocketAddr,
+    pub limits: UploadLimits,
+    /// Requests read and scored at once; later ones wait. With the body and unzip limits this
+    /// bounds the memory uploads can take.
+    pub upload_slots: usize,
+    /// Also write every upload here, under generated names.
+    pub keep: Option<PathBuf>,
+    pub max_batches: usize,
+    pub batch_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+struct App {
+    dispatch: Dispatcher,
+    table: Table,
+    models: serde_json::Value,
+    limits: UploadLimits,
+    keep: Option<PathBuf>,
+    results: Results,
+    slots: Semaphore,
+}
+
+/// Serves until `shutdown` resolves, then lets the requests in flight finish and drains the
+/// pipeline. `on_listen` learns the bound address (useful with port 0).
+pub async fn serve(
+    pipeline: Pipeline,
+    config: ServeConfig,
+    on_listen: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let table = Table::new(pipeline.columns().to_vec());
+    let models = models_json(&pipeline, &table);
+    let (dispatch, source, sink) = Dispatcher::new();
+    // The pipeline ends when the dispatcher (held by the router) is dropped after shutdown, not
+    // on a stop flag: requests in flight still need it.
+    let never = Arc::new(AtomicBool::new(false));
+    let pipeline = tokio::spawn(pipeline.run(source, sink, never, Box::new(|_, _| {})));
+
+    let app = Arc::new(App {
+        dispatch,
+        table,
+        models,
+        limits: config.limits,
+        keep: config.keep,
+        results: Results::new(config.max_batches, config.batch_ttl),
+        slots: Semaphore::new(config.upload_slots.max(1)),
+    });
+    let router = router(app, config.limits.max_body_bytes);
+    on_listen(listener.local_addr()?);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    let summary = pipeline
+        .await
+        .map_err(|e| PipelineError::Join(e.to_string()))??;
+    tracing::info!("served {} files", summary.candidates);
+    Ok(())
+}
+
+fn router(app: Arc<App>, max_body: u64) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/healthz", get(healthz))
+        .route("/v1/models", get(models))
+        .route(
+            "/v1/scan",
+            post(scan).layer(DefaultBodyLimit::max(
+                usize::try_from(max_body).unwrap_or(usize::MAX),
+            )),
+        )
+        .route("/v1/results/{file}", get(result_file))
+        .with_state(app)
+}
+
+fn models_json(pipeline: &Pipeline, table: &Table) -> serde_json::Value {
+    let models: Vec<serde_json::Value> = pipeline
+        .manifests()
+        .zip(table.models())
+        .map(|(m, col)| {
+            let stem = col.column_stem();
+            json!({
+                "name": col.name,
+                "version": col.version,
+                "architecture": m.architecture,
+                "input": { "width": m.input.width, "height": m.input.height },
+                "labels": m.labels,
+                "threshold": col.threshold,
+                "precision": col.precision,
+                "score_column": format!("score_{stem}"),
+                "label_column": format!("label_{stem}"),
+            })
+        })
+        .collect();
+    json!({ "models": models, "threshold": table.combined_threshold() })
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let names: Vec<&str> = app.table.models().iter().map(|m| m.name.as_str()).collect();
+    Json(json!({ "status": "ok", "models": names }))
+}
+
+async fn models(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(app.models.clone())
+}
+
+/// An API error: its status, which limit was hit (if one was), and what to do.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    limit: Option<&'static str>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            limit: None,
+            message: message.into(),
+        }
+    }
+
+    fn limit(limit: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            limit: Some(limit),
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.message, "limit": self.limit });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match &e {
+            UploadError::TooManyFiles(_) => ApiError::limit("max_files", e.to_string()),
+            UploadError::TooMuchUnzipped(_) => ApiError::limit("max_unzipped_mb", e.to_string()),
+            UploadError::Multipart(m) if m.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::limit("max_upload_mb", "the request body is over --max-upload-mb")
+            }
+            UploadError::Multipart(m) => ApiError::new(m.status(), format!("bad upload: {m}")),
+        }
+    }
+}
+
+async fn scan(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.limits.max_body_bytes) {
+        return Err(ApiError::limit(
+            "max_upload_mb",
+            "the request body is over --max-upload-mb",
+        ));
+    }
+    let multipart = multipart.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            format!("{e}: send images as multipart/form-data `file` parts"),
+        )
+    })?;
+    let _slot = app
+        .slots
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    let started = Instant::now();
+    let files = upload::read(multipart, &app.limits).await?;
+    if files.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no files in the request: send images (or a zip of images) as multipart `file` parts",
+        ));
+    }
+    let id = app.results.new_id();
+    let received: u64 = files.iter().map(|f| f.bytes.len() as u64).sum();
+    if let Some(dir) = &app.keep {
+        keep(dir.clone(), &id, &files).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot keep uploads in {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    let count = files.len();
+    let rows = app.dispatch.score(files).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{e}: the server is shutting down"),
+        )
+    })?;
+    let log = batch_log(&app.table, &id, peer, received, started.elapsed(), &rows);
+    tracing::info!(
+        "batch {id}: {count} files from {peer} in {:?}",
+        started.elapsed()
+    );
+    let batch = app.results.insert(id, rows, log);
+    let body = rows_json(&app.table, &batch.rows).map_err(internal)?;
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    response.headers_mut().insert(
+        BATCH_HEADER,
+        HeaderValue::from_str(&batch.id).expect("hex is a valid header"),
+    );
+    Ok(response)
+}
+
+async fn result_file(
+    State(app): State<Arc<App>>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no batch {file}: results are kept for a limited time and count"),
+        )
+    };
+    let (id, ext) = file.rsplit_once('.').ok_or_else(not_found)?;
+    let batch: Arc<Batch> = app.results.get(id).ok_or_else(not_found)?;
+    let (content_type, body) = match ext {
+        "csv" => ("text/csv", encode(Format::Csv, &app.table, &batch.rows)?),
+        "parquet" => (
+            "application/vnd.apache.parquet",
+            encode(Format::Parquet, &app.table, &batch.rows)?,
+        ),
+        "json" => (
+            "application/json",
+            rows_json(&app.table, &batch.rows).map_err(internal)?,
+        ),
+        "log" => ("text/plain; charset=utf-8", batch.log.clone().into_bytes()),
+        _ => return Err(not_found()),
+    };
+    let disposition = format!("attachment; filename=\"synthscan-{id}.{ext}\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn encode(format: Format, table: &Table, rows: &[Verdict]) -> Result<Vec<u8>, ApiError> {
+    sink::encode_to_vec(format, table, rows).map_err(internal)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// The rows as a JSON array of objects with the verdict table's columns, nulls included, so
+/// that every object has every field.
+fn rows_json(table: &Table, rows: &[Verdict]) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let batch = table.to_record_batch(rows)?;
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::JsonArray>(Vec::new());
+    writer.write(&batch)?;
+    writer.finish()?;
+    let out = writer.into_inner();
+    Ok(if out.is_empty() { b"[]".to_vec() } else { out })
+}
+
+/// Writes the uploads under names the server makes up: the client's names never reach the
+/// filesystem.
+async fn keep(dir: PathBuf, id: &str, files: &[NamedFile]) -> std::io::Result<()> {
+    let named: Vec<(PathBuf, bytes::Bytes)> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.defect.is_none())
+        .map(|(i, f)| {
+            let ext = image::guess_format(&f.bytes)
+                .ok()
+                .and_then(|fmt| fmt.extensions_str().first().copied())
+                .unwrap_or("bin");
+            (dir.join(format!("{id}-{i:04}.{ext}")), f.bytes.clone())
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        named
+            .iter()
+            .try_for_each(|(path, bytes)| std::fs::write(path, bytes))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+fn batch_log(
+    table: &Table,
+    id: &str,
+    peer: SocketAddr,
+    bytes: u64,
+    took: Duration,
+    rows: &[Verdict],
+) -> String {
+    use std::fmt::Write;
+    let ok = rows.iter().filter(|r| r.status == Status::Ok).count();
+    let mut log = String::new();
+    let _ = writeln!(
+        log,
+        "batch {id}: {} files ({bytes} bytes) from {peer}, scored in {:.2} s by {}: {ok} ok, {} with errors",
+        rows.len(),
+        took.as_secs_f64(),
+        table.models_text(),
+        rows.len() - ok,
+    );
+    let threshold = table.combined_threshold();
+    for r in rows {
+        let line = match table.combined_score(r) {
+            Some(s) => format!("{:.4} {}", s, Table::label(s, threshold)),
+            None => format!("{}: {}", r.status, r.error.as_deref().unwrap_or("")),
+        };
+        let _ = writeln!(log, "{}\t{line}", r.meta.path);
+    }
+    log
+}
