@@ -14,6 +14,7 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SIZE = 32
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_images(folder: Path, n: int, fake: bool, seed: int) -> list[Path]:
@@ -68,3 +69,13 @@ def base_args(data: Path, out: Path, *extra: str) -> list[str]:
         "--print-freq", "0",
         *extra,
     ]  # fmt: skip
+
+
+def scanner() -> Path:
+    explicit = os.environ.get("SYNTHSCAN_BIN")
+    path = Path(explicit) if explicit else REPO / "target" / "release" / "synthscan"
+    if not path.is_file():
+        if explicit:
+            pytest.fail(f"SYNTHSCAN_BIN={explicit} does not exist")
+        pytest.skip("scanner not built: run `cargo build --release` first")
+    return path

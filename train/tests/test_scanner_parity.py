@@ -11,7 +11,6 @@ else ``target/release/synthscan`` of the repository.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -20,22 +19,12 @@ import onnxruntime as ort
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import REPO, scanner
 from PIL import Image
 
 from train.data import eval_transform, load_image
 
-REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 0.01
-
-
-def scanner() -> Path:
-    explicit = os.environ.get("SYNTHSCAN_BIN")
-    path = Path(explicit) if explicit else REPO / "target" / "release" / "synthscan"
-    if not path.is_file():
-        if explicit:
-            pytest.fail(f"SYNTHSCAN_BIN={explicit} does not exist")
-        pytest.skip("scanner not built: run `cargo build --release` first")
-    return path
 
 
 def manifests() -> list[Path]:
