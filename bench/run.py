@@ -1,9 +1,11 @@
 """End-to-end benchmark: the scanner against the Python baseline, same model, same machine,
-same threads, same run, plus the two ceilings (decode alone, inference alone).
+same threads, same run, plus the two ceilings (decode alone, inference alone), for each model.
 
-    bench/run [--corpus bench/corpus] [--model models/resnet18-demo.json] [--repeats 3]
+    bench/run [--corpus bench/corpus] [--models resnet18-demo,vit-tiny-demo] [--repeats 3]
               [--threads N] [--subset jpeg]
 
+The scanner also runs with --full-decode, which gives the speed-up of decoding large JPEGs at
+reduced scale and, from the same rows, how far that moved each image's score.
 Writes bench/results/latest.md (the table README shows) and latest.json.
 """
 
@@ -19,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 SCANNER = REPO / "target" / "release" / "synthscan"
@@ -61,84 +65,57 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, default=REPO / "bench" / "corpus")
-    ap.add_argument("--subset", default="jpeg", help="corpus subfolder(s), comma separated")
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "resnet18-demo.json")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    args = ap.parse_args()
+def scores(path: Path) -> dict[str, tuple[float | None, str | None]]:
+    return {r["path"]: (r["score"], r["label"]) for r in pq.read_table(path).to_pylist()}
 
-    inputs = [str(args.corpus / s) for s in args.subset.split(",")]
-    n_images = sum(1 for d in inputs for p in Path(d).rglob("*") if p.is_file())
+
+def bench_model(args: argparse.Namespace, model: Path, inputs: list[str], tmp: Path) -> dict:
     threads = str(args.threads)
-    tmp = Path(tempfile.mkdtemp())
-    scanner_rates, baseline_rates = [], []
-    scanner_rss = baseline_rss = 0
+    rates: dict[str, list[float]] = {"scanner": [], "full": [], "baseline": []}
+    rss = dict.fromkeys(rates, 0)
     summary: dict = {}
+    scanner_cmd = [
+        str(SCANNER), "--quiet", "scan", *inputs, "--model", str(model),
+        "-j", threads, "--decode-threads", threads, "-b", str(args.batch_size),
+    ]  # fmt: skip
     for r in range(args.repeats):
-        # Alternate the order so neither contender always runs on a warmer page cache.
-        order = ["scanner", "baseline"] if r % 2 == 0 else ["baseline", "scanner"]
+        # Rotate the order so no contender always runs on a warmer page cache.
+        order = ["scanner", "full", "baseline"]
+        order = order[r % 3 :] + order[: r % 3]
         for who in order:
             if who == "scanner":
-                out, wall, rss = run_measured(
-                    [
-                        str(SCANNER),
-                        "--quiet",
-                        "scan",
-                        *inputs,
-                        "--model",
-                        str(args.model),
-                        "--out",
-                        str(tmp / "s.parquet"),
-                        "-j",
-                        threads,
-                        "--decode-threads",
-                        threads,
-                        "-b",
-                        str(args.batch_size),
-                        "--summary-json",
-                        str(tmp / "summary.json"),
-                    ]
+                summary_path = tmp / "summary.json"
+                out, wall, peak = run_measured(
+                    [*scanner_cmd, "--out", str(tmp / "s.parquet"),
+                     "--summary-json", str(summary_path)]
+                )  # fmt: skip
+                summary = json.loads(summary_path.read_text())
+                rates[who].append(summary["rows"] / wall)
+            elif who == "full":
+                out, wall, peak = run_measured(
+                    [*scanner_cmd, "--full-decode", "--out", str(tmp / "f.parquet")]
                 )
-                summary = json.loads((tmp / "summary.json").read_text())
-                scanner_rates.append(summary["rows"] / wall)
-                scanner_rss = max(scanner_rss, rss)
+                rates[who].append(len(scores(tmp / "f.parquet")) / wall)
             else:
-                out, wall, rss = run_measured(
-                    [
-                        sys.executable,
-                        str(REPO / "bench" / "baseline.py"),
-                        *inputs[:1],
-                        "--model",
-                        str(args.model),
-                        "--out",
-                        str(tmp / "b.parquet"),
-                        "--workers",
-                        threads,
-                        "--threads",
-                        threads,
-                        "--batch-size",
-                        str(args.batch_size),
-                    ]
-                )
-                baseline_rates.append(json.loads(out)["images"] / wall)
-                baseline_rss = max(baseline_rss, rss)
+                baseline_cmd = [
+                    sys.executable, str(REPO / "bench" / "baseline.py"), *inputs[:1],
+                    "--model", str(model), "--out", str(tmp / "b.parquet"),
+                    "--workers", threads, "--threads", threads,
+                    "--batch-size", str(args.batch_size),
+                ]  # fmt: skip
+                out, wall, peak = run_measured(baseline_cmd)
+                rates[who].append(json.loads(out)["images"] / wall)
+            rss[who] = max(rss[who], peak)
 
-    def ceiling(kind: str, target: str) -> float:
-        out, _, _ = run_measured([str(CEILINGS), kind, target, "--threads", threads])
-        return float(json.loads(out)["images_per_sec"])
-
-    decode_rate = statistics.median(ceiling("decode", inputs[0]) for _ in range(args.repeats))
-    infer_rate = statistics.median(ceiling("infer", str(args.model)) for _ in range(args.repeats))
-    shared = 1 / (1 / decode_rate + 1 / infer_rate)
-    scanner_median = statistics.median(scanner_rates)
-    baseline_median = statistics.median(baseline_rates)
-
-    wall = summary["wall"]
+    infer_rate = statistics.median(
+        ceiling("infer", str(model), threads) for _ in range(args.repeats)
+    )
+    reduced, full = scores(tmp / "s.parquet"), scores(tmp / "f.parquet")
+    deltas = [
+        abs(reduced[p][0] - full[p][0])
+        for p in full
+        if full[p][0] is not None and reduced[p][0] is not None
+    ]
     stage_rates = {}
     for stage, busy in summary["stages"].items():
         per_thread = {
@@ -147,49 +124,116 @@ def main() -> None:
             "infer": summary["infer_workers"],
         }.get(stage, 1)
         stage_rates[stage] = summary["rows"] / (busy / per_thread) if busy > 0 else float("inf")
+    return {
+        "rates": rates,
+        "rss_mib": rss,
+        "infer_ceiling": infer_rate,
+        "stages": stage_rates,
+        "reduced_vs_full": {
+            "images": len(deltas),
+            "changed": sum(d > 0 for d in deltas),
+            "max_abs_diff": max(deltas, default=0.0),
+            "mean_abs_diff": statistics.fmean(deltas) if deltas else 0.0,
+            "label_changes": sum(reduced[p][1] != full[p][1] for p in full),
+        },
+    }
+
+
+def ceiling(kind: str, target: str, threads: str) -> float:
+    out, _, _ = run_measured([str(CEILINGS), kind, target, "--threads", threads])
+    return float(json.loads(out)["images_per_sec"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=REPO / "bench" / "corpus")
+    ap.add_argument("--subset", default="jpeg", help="corpus subfolder(s), comma separated")
+    ap.add_argument(
+        "--models",
+        default="resnet18-demo,vit-tiny-demo",
+        help="model names (from models/) or manifest paths, comma separated",
+    )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = ap.parse_args()
+
+    inputs = [str(args.corpus / s) for s in args.subset.split(",")]
+    n_images = sum(1 for d in inputs for p in Path(d).rglob("*") if p.is_file())
+    models = [
+        Path(m) if m.endswith(".json") else REPO / "models" / f"{m}.json"
+        for m in args.models.split(",")
+    ]
+    tmp = Path(tempfile.mkdtemp())
+    threads = str(args.threads)
+    # The input side does not depend on the model (all take 224x224).
+    decode_rate = statistics.median(
+        ceiling("decode", inputs[0], threads) for _ in range(args.repeats)
+    )
+    full_decode_rate = statistics.median(
+        float(json.loads(run_measured(
+            [str(CEILINGS), "decode", inputs[0], "--threads", threads, "--full-decode"]
+        )[0])["images_per_sec"])
+        for _ in range(args.repeats)
+    )  # fmt: skip
+    results = {m.stem: bench_model(args, m, inputs, tmp) for m in models}
 
     lines = [
-        f"Corpus: {n_images} files in {', '.join(Path(i).name for i in inputs)}; model "
-        f"`{args.model.stem}`; {args.threads} threads; batch {args.batch_size}; "
-        f"{args.repeats} repeats, median (min-max).",
+        f"Corpus: {n_images} files in {', '.join(Path(i).name for i in inputs)}; "
+        f"{args.threads} threads; batch {args.batch_size}; {args.repeats} repeats, "
+        "median (min-max).",
         f"Hardware: {hardware()}.",
         "",
-        "| contender | images/s | peak RSS |",
-        "|---|---|---|",
-        f"| synthscan scan (Parquet) | {spread(scanner_rates)} | {scanner_rss} MiB |",
-        f"| Python baseline (DataLoader + onnxruntime + pyarrow) | {spread(baseline_rates)} "
-        f"| {baseline_rss} MiB |",
-        f"| ceiling: decode + resize alone, all threads | {decode_rate:.1f} | |",
-        f"| ceiling: ONNX Runtime alone on pre-made tensors | {infer_rate:.1f} | |",
-        f"| shared-core ceiling 1/(1/decode + 1/infer) | {shared:.1f} | |",
+        "| model | contender | images/s | peak RSS |",
+        "|---|---|---|---|",
+    ]
+    notes = []
+    for name, r in results.items():
+        rates, rss = r["rates"], r["rss_mib"]
+        shared = 1 / (1 / decode_rate + 1 / r["infer_ceiling"])
+        scanner, baseline = (statistics.median(rates[k]) for k in ("scanner", "baseline"))
+        full = statistics.median(rates["full"])
+        lines += [
+            f"| {name} | synthscan scan (Parquet) | {spread(rates['scanner'])} "
+            f"| {rss['scanner']} MiB |",
+            f"| {name} | synthscan scan --full-decode | {spread(rates['full'])} "
+            f"| {rss['full']} MiB |",
+            f"| {name} | Python baseline (DataLoader + onnxruntime + pyarrow) "
+            f"| {spread(rates['baseline'])} | {rss['baseline']} MiB |",
+            f"| {name} | ceiling: ONNX Runtime alone on pre-made tensors "
+            f"| {r['infer_ceiling']:.1f} | |",
+            f"| {name} | shared-core ceiling 1/(1/decode + 1/infer) | {shared:.1f} | |",
+        ]
+        p = r["reduced_vs_full"]
+        notes += [
+            f"- {name}: scanner / baseline **{scanner / baseline:.2f}x**; scanner / shared-core "
+            f"ceiling **{100 * scanner / shared:.0f}%**; reduced JPEG decoding "
+            f"{scanner / full:.2f}x the full decode end to end, moving {p['changed']} of "
+            f"{p['images']} scores by at most {p['max_abs_diff']:.4f} (mean "
+            f"{p['mean_abs_diff']:.5f}), {p['label_changes']} labels changed",
+            "  - per-stage throughput inside the scanner (images per busy second of the "
+            "stage's threads, last run): "
+            + ", ".join(f"{k} {v:.0f}/s" for k, v in r["stages"].items() if v != float("inf")),
+        ]
+    lines += [
+        f"| all | ceiling: decode + resize alone, all threads | {decode_rate:.1f} | |",
+        f"| all | ceiling: the same with --full-decode | {full_decode_rate:.1f} | |",
         "",
-        f"- scanner / baseline: **{scanner_median / baseline_median:.2f}x**",
-        f"- scanner / shared-core ceiling: **{100 * scanner_median / shared:.0f}%**",
-        "- per-stage throughput inside the scanner (images per busy second of the stage's "
-        "threads, last run): "
-        + ", ".join(f"{k} {v:.0f}/s" for k, v in stage_rates.items() if v != float("inf")),
+        *notes,
     ]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.md").write_text(text)
-    (args.out / "latest.json").write_text(
-        json.dumps(
-            {
-                "scanner": scanner_rates,
-                "baseline": baseline_rates,
-                "decode_ceiling": decode_rate,
-                "infer_ceiling": infer_rate,
-                "shared_ceiling": shared,
-                "stages": stage_rates,
-                "scanner_rss_mib": scanner_rss,
-                "baseline_rss_mib": baseline_rss,
-                "hardware": hardware(),
-                "images": n_images,
-                "threads": args.threads,
-            },
-            indent=2,
-        )
-    )
+    record = {
+        "models": results,
+        "decode_ceiling": decode_rate,
+        "full_decode_ceiling": full_decode_rate,
+        "hardware": hardware(),
+        "images": n_images,
+        "threads": args.threads,
+    }
+    (args.out / "latest.json").write_text(json.dumps(record, indent=2))
     print(text)
 
 

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -115,18 +116,28 @@ def main():
     inp, out, staging = (os.path.join(work, d) for d in ("in", "out", "staging"))
     for d in (inp, out, staging):
         os.makedirs(d)
-    log = open(os.path.join(work, "watch.log"), "w+")
+    # Open for the watcher's whole life; the process ends (and the file with it) below.
+    log = open(os.path.join(work, "watch.log"), "w+")  # noqa: SIM115
     cmd = [
-        args.binary, "watch", inp, "--out", out, "--model", args.model,
-        "--roll-secs", args.roll_secs, "--settle", args.settle,
+        args.binary,
+        "watch",
+        inp,
+        "--out",
+        out,
+        "--model",
+        args.model,
+        "--roll-secs",
+        args.roll_secs,
+        "--settle",
+        args.settle,
     ]
     env = dict(os.environ, RUST_LOG="synthscan=info", NO_COLOR="1")
     proc = subprocess.Popen(cmd, stderr=log, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
     try:
         t = time.time()
-        while "existing files queued" not in open(log.name).read():
+        while "existing files queued" not in Path(log.name).read_text():
             if proc.poll() is not None or time.time() - t > 60:
-                raise SystemExit("watch did not start:\n" + open(log.name).read())
+                raise SystemExit("watch did not start:\n" + Path(log.name).read_text())
             time.sleep(0.05)
         vis = Visibility(out)
         vis.start()

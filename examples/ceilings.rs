@@ -2,11 +2,12 @@
 //! code on all the given threads:
 //!
 //! ```text
-//! cargo run --release --example ceilings -- decode DIR [--threads N]
+//! cargo run --release --example ceilings -- decode DIR [--threads N] [--full-decode]
 //! cargo run --release --example ceilings -- infer MODEL.json [--threads N] [--batch 16] [--images 256]
 //! ```
 //!
-//! `decode`: read + decode + resize + normalize every image under DIR, no model.
+//! `decode`: read + decode + resize + normalize every image under DIR, no model, with the
+//! scanner's reduced JPEG decoding unless `--full-decode`.
 //! `infer`: ONNX Runtime on pre-made tensors, no files.
 //! Each prints one JSON line with `images_per_sec`.
 
@@ -17,6 +18,7 @@ use std::time::Instant;
 use synthscan::decode::{decode_file, Limits};
 use synthscan::infer::{ModelSession, SessionConfig};
 use synthscan::manifest;
+use synthscan::pipeline::DCT_MARGIN;
 use synthscan::preprocess::Preprocessor;
 use synthscan::runtime::Runtime;
 use synthscan::source::walk::{walk, WalkOptions};
@@ -35,7 +37,9 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = flag(&args, "--threads", cores);
     match (args.first().map(String::as_str), args.get(1)) {
-        (Some("decode"), Some(dir)) => decode(dir, threads),
+        (Some("decode"), Some(dir)) => {
+            decode(dir, threads, args.iter().any(|a| a == "--full-decode"))
+        }
         (Some("infer"), Some(model)) => infer(
             model,
             threads,
@@ -49,7 +53,7 @@ fn main() {
     }
 }
 
-fn decode(dir: &str, threads: usize) {
+fn decode(dir: &str, threads: usize, full: bool) {
     let mut paths = Vec::new();
     walk(&WalkOptions::new(vec![dir.into()]), |c| {
         paths.push(c.path);
@@ -58,6 +62,7 @@ fn decode(dir: &str, threads: usize) {
     let spec = manifest::resolve(manifest::DEFAULT_MODEL, &manifest::default_models_dirs())
         .map(|e| e.manifest.input)
         .expect("the default model's manifest gives the input size");
+    let min_side = (!full).then(|| spec.width.max(spec.height) * DCT_MARGIN);
     let paths = Arc::new(paths);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -71,7 +76,7 @@ fn decode(dir: &str, threads: usize) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = paths.get(i) else { break };
                     let mut meta = FileMeta::default();
-                    if let Ok(img) = decode_file(path, &Limits::default(), &mut meta) {
+                    if let Ok(img) = decode_file(path, &Limits::default(), min_side, &mut meta) {
                         std::hint::black_box(pre.prepare(&img).ok());
                         done += 1;
                     }

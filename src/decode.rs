@@ -55,9 +55,15 @@ impl DecodeError {
 
 /// Reads and decodes one file, filling `meta` as far as it gets, so that a failed file's row
 /// still carries size, hash and format where they were known.
+///
+/// With `min_side`, a large JPEG may be decoded at 1/4 or 1/8 scale in the DCT domain
+/// (libjpeg's scaled IDCT), as long as both sides stay at least `min_side` pixels: a 12 MP photo
+/// that the model sees at 224 px then costs a fraction of a full decode. `meta` keeps the
+/// file's full size.
 pub fn decode_file(
     path: &Path,
     limits: &Limits,
+    min_side: Option<u32>,
     meta: &mut FileMeta,
 ) -> Result<RgbImage, DecodeError> {
     let md = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
@@ -69,7 +75,7 @@ pub fn decode_file(
     check_file_size(md.len(), limits)?;
     let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
     // The file can change between stat and read; the row describes what was read.
-    decode_file_bytes(&bytes, limits, meta)
+    decode_file_bytes(&bytes, limits, min_side, meta)
 }
 
 /// Decodes a whole file that is already in memory (an upload): the same checks and the same
@@ -77,12 +83,13 @@ pub fn decode_file(
 pub fn decode_file_bytes(
     bytes: &[u8],
     limits: &Limits,
+    min_side: Option<u32>,
     meta: &mut FileMeta,
 ) -> Result<RgbImage, DecodeError> {
     meta.size_bytes = Some(bytes.len() as u64);
     check_file_size(bytes.len() as u64, limits)?;
     meta.blake3 = Some(blake3::hash(bytes).to_hex().to_string());
-    decode_bytes(bytes, limits, meta)
+    decode_bytes(bytes, limits, min_side, meta)
 }
 
 fn check_file_size(len: u64, limits: &Limits) -> Result<(), DecodeError> {
@@ -95,10 +102,11 @@ fn check_file_size(len: u64, limits: &Limits) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Decodes the bytes of an image.
+/// Decodes the bytes of an image (see [`decode_file`] for `min_side`).
 pub fn decode_bytes(
     bytes: &[u8],
     limits: &Limits,
+    min_side: Option<u32>,
     meta: &mut FileMeta,
 ) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
@@ -138,7 +146,7 @@ pub fn decode_bytes(
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let libjpeg = if format == ImageFormat::Jpeg {
-        decode_jpeg_libjpeg(bytes)
+        decode_jpeg_libjpeg(bytes, dct_reduction(w, h, min_side))
     } else {
         None
     };
@@ -147,8 +155,14 @@ pub fn decode_bytes(
         None => DynamicImage::from_decoder(decoder).map_err(image_error)?,
     };
     image.apply_orientation(orientation);
-    meta.width = Some(image.width());
-    meta.height = Some(image.height());
+    use image::metadata::Orientation::{Rotate270, Rotate270FlipH, Rotate90, Rotate90FlipH};
+    let turned = matches!(
+        orientation,
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH
+    );
+    let (w, h) = if turned { (h, w) } else { (w, h) };
+    meta.width = Some(w);
+    meta.height = Some(h);
     Ok(image.into_rgb8())
 }
 
@@ -157,12 +171,13 @@ pub fn decode_bytes(
 /// training side. Detectors react to pixel-level noise, and another JPEG decoder's rounding
 /// moved some scores by several hundredths. `None` for colour spaces it does not convert to
 /// RGB (CMYK), which go to the `image` crate's decoder.
-fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<Result<RgbImage, DecodeError>> {
+fn decode_jpeg_libjpeg(bytes: &[u8], reduction: u8) -> Option<Result<RgbImage, DecodeError>> {
     use mozjpeg::{ColorSpace, Decompress};
     let corrupt = |e: String| DecodeError::Corrupt(format!("JPEG: {e}"));
     // libjpeg reports fatal errors by unwinding; keep them to this file.
     let result = std::panic::catch_unwind(|| -> Result<Option<RgbImage>, String> {
-        let d = Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
+        let mut d = Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
+        d.scale(8 / reduction);
         if !matches!(
             d.color_space(),
             ColorSpace::JCS_YCbCr | ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_RGB
@@ -181,6 +196,20 @@ fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<Result<RgbImage, DecodeError>> {
         Ok(Err(e)) => Some(Err(corrupt(e))),
         Err(_) => Some(Err(corrupt("the decoder gave up on the data".into()))),
     }
+}
+
+/// How far a `w` x `h` JPEG may be reduced in the DCT domain (1, 4 or 8) so that both sides
+/// stay at least `min_side`. Halving is not used: it saves a fifth of the decode at most, and
+/// it is where the reduced decode moved scores the most (measured on the benchmark corpus).
+fn dct_reduction(w: u32, h: u32, min_side: Option<u32>) -> u8 {
+    let Some(min_side) = min_side.filter(|&m| m > 0) else {
+        return 1;
+    };
+    let short = w.min(h);
+    [8u8, 4]
+        .into_iter()
+        .find(|&r| short / u32::from(r) >= min_side)
+        .unwrap_or(1)
 }
 
 fn format_name(format: ImageFormat) -> &'static str {
@@ -233,11 +262,29 @@ mod tests {
         let path = dir.path().join("really-a-png.jpg");
         std::fs::write(&path, png_bytes(20, 10)).unwrap();
         let mut meta = FileMeta::default();
-        let image = decode_file(&path, &Limits::default(), &mut meta).unwrap();
+        let image = decode_file(&path, &Limits::default(), None, &mut meta).unwrap();
         assert_eq!(meta.format, Some("png"));
         assert_eq!((image.width(), image.height()), (20, 10));
         assert_eq!(meta.jpeg_quality, None);
         assert_eq!(meta.blake3.as_ref().map(String::len), Some(64));
+    }
+
+    #[test]
+    fn large_jpegs_decode_reduced_but_report_their_full_size() {
+        let img = RgbImage::from_fn(2000, 1600, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut jpeg = Cursor::new(Vec::new());
+        img.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
+        let jpeg = jpeg.into_inner();
+        let mut meta = FileMeta::default();
+        let full = decode_bytes(&jpeg, &Limits::default(), None, &mut meta).unwrap();
+        assert_eq!(full.dimensions(), (2000, 1600));
+        // 1/4 keeps the short side at 400 >= 300; 1/8 would not.
+        let reduced = decode_bytes(&jpeg, &Limits::default(), Some(300), &mut meta).unwrap();
+        assert_eq!(reduced.dimensions(), (500, 400));
+        assert_eq!((meta.width, meta.height), (Some(2000), Some(1600)));
+        // Too small to reduce by 4 while keeping 450: decoded in full.
+        let kept = decode_bytes(&jpeg, &Limits::default(), Some(450), &mut meta).unwrap();
+        assert_eq!(kept.dimensions(), (2000, 1600));
     }
 
     #[test]
@@ -247,7 +294,7 @@ mod tests {
             ..Limits::default()
         };
         let mut meta = FileMeta::default();
-        let err = decode_bytes(&png_bytes(20, 10), &limits, &mut meta).unwrap_err();
+        let err = decode_bytes(&png_bytes(20, 10), &limits, None, &mut meta).unwrap_err();
         assert_eq!(err.status(), Status::TooLarge, "{err}");
     }
 
@@ -255,12 +302,18 @@ mod tests {
     fn corrupt_and_empty_inputs_have_distinct_statuses() {
         let mut meta = FileMeta::default();
         let png = png_bytes(64, 64);
-        let err = decode_bytes(&png[..png.len() / 2], &Limits::default(), &mut meta).unwrap_err();
-        assert_eq!(err.status(), Status::DecodeError, "{err}");
-        let err = decode_bytes(b"", &Limits::default(), &mut meta).unwrap_err();
-        assert_eq!(err.status(), Status::Unsupported);
         let err =
-            decode_bytes(b"hello there, not an image", &Limits::default(), &mut meta).unwrap_err();
+            decode_bytes(&png[..png.len() / 2], &Limits::default(), None, &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::DecodeError, "{err}");
+        let err = decode_bytes(b"", &Limits::default(), None, &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::Unsupported);
+        let err = decode_bytes(
+            b"hello there, not an image",
+            &Limits::default(),
+            None,
+            &mut meta,
+        )
+        .unwrap_err();
         assert_eq!(err.status(), Status::Unsupported);
     }
 }

@@ -55,8 +55,15 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     pub linger: Duration,
     pub limits: Limits,
+    /// Decode large JPEGs at 1/4 or 1/8 scale in the DCT domain, down to [`DCT_MARGIN`] times
+    /// the models' input size.
+    pub reduced_decode: bool,
     pub session: SessionConfig,
 }
+
+/// Reduced JPEG decoding keeps both sides at least this many times the largest model input, so
+/// that the resize to the input still averages several source pixels per output pixel.
+pub const DCT_MARGIN: u32 = 3;
 
 impl PipelineConfig {
     /// Decode and inference share the cores: both get all of them, since they rarely peak at
@@ -69,6 +76,7 @@ impl PipelineConfig {
             batch_size: 16,
             linger: Duration::from_millis(50),
             limits: Limits::default(),
+            reduced_decode: true,
             session: SessionConfig::cpu(cores.max(1)),
         }
     }
@@ -196,13 +204,25 @@ impl Pipeline {
 
         let (specs, _) =
             crate::preprocess::distinct_specs(models.entries.iter().map(|e| &e.manifest.input));
+        let min_side = config.reduced_decode.then(|| {
+            specs
+                .iter()
+                .map(|s| s.width.max(s.height))
+                .max()
+                .unwrap_or(0)
+                * DCT_MARGIN
+        });
         let mut tasks = Vec::new();
         for _ in 0..config.decode_threads.max(1) {
             let (cand_rx, prep_tx, verdict_tx) =
                 (cand_rx.clone(), prep_tx.clone(), verdict_tx.clone());
-            let (specs, limits, clock) = (specs.clone(), config.limits, clock.clone());
+            let (specs, clock) = (specs.clone(), clock.clone());
+            let decode = DecodeSettings {
+                limits: config.limits,
+                min_side,
+            };
             tasks.push(tokio::task::spawn_blocking(move || {
-                decode_loop(&cand_rx, &prep_tx, &verdict_tx, &specs, &limits, &clock)
+                decode_loop(&cand_rx, &prep_tx, &verdict_tx, &specs, &decode, &clock)
             }));
         }
         drop((cand_rx, prep_tx));
@@ -262,17 +282,23 @@ enum Decoded {
     Done(Verdict),
 }
 
+/// How the decode stage decodes: its limits, and how far it may reduce JPEGs.
+struct DecodeSettings {
+    limits: Limits,
+    min_side: Option<u32>,
+}
+
 fn decode_loop(
     input: &Receiver<Candidate>,
     prepared: &Sender<Prepared>,
     done: &Sender<Verdict>,
     specs: &[crate::manifest::InputSpec],
-    limits: &Limits,
+    decode: &DecodeSettings,
     clock: &StageClock,
 ) {
     let mut pre = Preprocessor::new(specs);
     while let Ok(candidate) = input.recv_blocking() {
-        let sent = match prepare(candidate, limits, &mut pre, clock) {
+        let sent = match prepare(candidate, decode, &mut pre, clock) {
             Decoded::Ready(p) => prepared.send_blocking(p).is_ok(),
             Decoded::Done(v) => done.send_blocking(v).is_ok(),
         };
@@ -284,7 +310,7 @@ fn decode_loop(
 
 fn prepare(
     candidate: Candidate,
-    limits: &Limits,
+    settings: &DecodeSettings,
     pre: &mut Preprocessor,
     clock: &StageClock,
 ) -> Decoded {
@@ -294,9 +320,10 @@ fn prepare(
         return Decoded::Done(Verdict::failed(meta, defect.status, defect.message));
     }
     let t = Instant::now();
+    let (limits, min_side) = (&settings.limits, settings.min_side);
     let image = match &candidate.content {
-        Some(upload) => decode::decode_file_bytes(&upload.bytes, limits, &mut meta),
-        None => decode::decode_file(&candidate.path, limits, &mut meta),
+        Some(upload) => decode::decode_file_bytes(&upload.bytes, limits, min_side, &mut meta),
+        None => decode::decode_file(&candidate.path, limits, min_side, &mut meta),
     };
     clock.add(Stage::Decode, t.elapsed());
     let image = match image {

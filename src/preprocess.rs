@@ -53,6 +53,8 @@ impl Plan {
 /// Owns a resizer and its scratch buffers; one per decode thread.
 pub struct Preprocessor {
     plans: Vec<Plan>,
+    /// One resized RGB8 image per plan, reused from image to image.
+    resized: Vec<Image<'static>>,
     resizer: Resizer,
     options: ResizeOptions,
 }
@@ -60,8 +62,13 @@ pub struct Preprocessor {
 impl Preprocessor {
     /// `specs` must already be deduplicated; the tensors come back in the same order.
     pub fn new(specs: &[InputSpec]) -> Self {
+        let plans: Vec<Plan> = specs.iter().map(Plan::new).collect();
         Preprocessor {
-            plans: specs.iter().map(Plan::new).collect(),
+            resized: plans
+                .iter()
+                .map(|p| Image::new(p.width, p.height, PixelType::U8x3))
+                .collect(),
+            plans,
             resizer: Resizer::new(),
             options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
         }
@@ -77,16 +84,16 @@ impl Preprocessor {
         )
         .map_err(|e| PreprocessError(e.to_string()))?;
         let mut out = Vec::with_capacity(self.plans.len());
-        for plan in &self.plans {
-            let mut dst = Image::new(plan.width, plan.height, PixelType::U8x3);
-            if (image.width(), image.height()) == (plan.width, plan.height) {
-                dst.buffer_mut().copy_from_slice(image.as_raw());
+        for (plan, dst) in self.plans.iter().zip(&mut self.resized) {
+            let rgb = if (image.width(), image.height()) == (plan.width, plan.height) {
+                image.as_raw().as_slice()
             } else {
                 self.resizer
-                    .resize(&src, &mut dst, &self.options)
+                    .resize(&src, dst, &self.options)
                     .map_err(|e| PreprocessError(e.to_string()))?;
-            }
-            out.push(to_chw(plan, dst.buffer()));
+                dst.buffer()
+            };
+            out.push(to_chw(plan, rgb));
         }
         Ok(out)
     }

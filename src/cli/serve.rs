@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// size limits.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub max_concurrent: usize,
+    /// Decode every JPEG at full size (see `scan --help`).
+    #[arg(long)]
+    pub full_decode: bool,
     /// Also keep every uploaded file in this folder, under generated names.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
@@ -65,6 +68,7 @@ pub fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode> {
         follow_symlinks: false,
         max_pixels: args.max_pixels,
         max_file_mb: args.max_upload_mb,
+        full_decode: args.full_decode,
     };
     let pipeline = build_pipeline(&args.model, &pipeline_opts, quiet)?;
     let config = ServeConfig {

@@ -38,7 +38,8 @@ def parity_images(root: Path) -> list[Path]:
     root.mkdir()
     made = []
     # Smooth content with some texture, at sizes around, below and far above 224.
-    for w, h in [(224, 224), (97, 131), (640, 480), (1500, 1000), (300, 2000)]:
+    # The 4000x3000 JPEG is decoded at 1/4 scale in the DCT domain.
+    for w, h in [(224, 224), (97, 131), (640, 480), (1500, 1000), (300, 2000), (4000, 3000)]:
         y, x = np.mgrid[0:h, 0:w]
         base = np.stack([x * 255 / w, y * 255 / h, (x + y) % 256], axis=-1)
         noise = rng.normal(0, 12, (h, w, 3))

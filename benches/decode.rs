@@ -1,0 +1,91 @@
+//! Microbenchmarks of the input side: JPEG decoding at full and reduced (DCT-domain) scale, and
+//! the resize + normalize into a 224x224 tensor.
+//!
+//! ```text
+//! cargo bench --bench decode
+//! ```
+
+use std::hint::black_box;
+use std::io::Cursor;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use image::{ImageFormat, RgbImage};
+use synthscan::decode::{decode_bytes, Limits};
+use synthscan::manifest::InputSpec;
+use synthscan::pipeline::DCT_MARGIN;
+use synthscan::preprocess::Preprocessor;
+use synthscan::verdict::FileMeta;
+
+const INPUT: u32 = 224;
+
+/// A photo-like image: smooth gradients with some texture, so the JPEG has real detail.
+fn photo(w: u32, h: u32) -> RgbImage {
+    let mut seed = 0x2545_f491_u32;
+    RgbImage::from_fn(w, h, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let noise = seed % 24;
+        image::Rgb([
+            ((x * 200 / w) + noise) as u8,
+            ((y * 200 / h) + noise) as u8,
+            (((x + y) / 8 % 200) + noise) as u8,
+        ])
+    })
+}
+
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    photo(w, h).write_to(&mut out, ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+fn spec() -> InputSpec {
+    InputSpec {
+        name: "input".into(),
+        layout: "NCHW".into(),
+        color: "RGB".into(),
+        height: INPUT,
+        width: INPUT,
+        resize: "bilinear_antialias".into(),
+        scale: 1.0 / 255.0,
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    }
+}
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_jpeg");
+    group.sample_size(20);
+    for (w, h) in [(512, 384), (1600, 1200), (4000, 3000)] {
+        let bytes = jpeg(w, h);
+        group.throughput(Throughput::Elements(1));
+        for (mode, min_side) in [("full", None), ("reduced", Some(INPUT * DCT_MARGIN))] {
+            group.bench_function(format!("{w}x{h}/{mode}"), |b| {
+                b.iter(|| {
+                    let mut meta = FileMeta::default();
+                    black_box(
+                        decode_bytes(&bytes, &Limits::default(), min_side, &mut meta).unwrap(),
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn resize(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resize_normalize_224");
+    let mut pre = Preprocessor::new(&[spec()]);
+    for (w, h) in [(512, 384), (1000, 750), (4000, 3000)] {
+        let image = photo(w, h);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("{w}x{h}"), |b| {
+            b.iter(|| black_box(pre.prepare(&image).unwrap()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, resize);
+criterion_main!(benches);
