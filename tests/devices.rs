@@ -117,6 +117,31 @@ fn many_sessions_and_devices_give_the_rows_of_one_session() {
 }
 
 #[test]
+fn io_bound_sessions_score_exactly_like_plain_ones_at_changing_batch_sizes() {
+    use synthscan::infer::{ModelSession, SessionConfig};
+    let runtime = Runtime::load(None, false).expect("ONNX Runtime (scripts/install-ort)");
+    let entry = synthscan::manifest::load(&common::fixtures().join("tiny-cnn.json")).unwrap();
+    let (h, w) = (
+        entry.manifest.input.height as usize,
+        entry.manifest.input.width as usize,
+    );
+    let mut config = SessionConfig::cpu(1);
+    let mut plain = ModelSession::new(&runtime, &entry, 0, &config).unwrap();
+    config.io_binding = true;
+    let mut bound = ModelSession::new(&runtime, &entry, 0, &config).unwrap();
+    // The staged input tensor is remade when the batch size changes, and reused when it does not.
+    for (round, n) in [3usize, 5, 5, 1, 3].into_iter().enumerate() {
+        let input: Vec<f32> = (0..n * 3 * h * w)
+            .map(|i| ((i * 7 + round * 13) % 255) as f32 / 64.0 - 2.0)
+            .collect();
+        let want = plain.score(n, &input).unwrap();
+        let got = bound.score(n, &input).unwrap();
+        assert_eq!(got, want, "batch of {n}");
+        assert_eq!(got.len(), n);
+    }
+}
+
+#[test]
 fn a_session_that_fails_every_batch_still_accounts_for_every_file() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");

@@ -259,6 +259,7 @@ impl ModelOptions {
         if config.devices.iter().any(|d| d.is_gpu()) {
             // GPU sessions need few CPU threads; the cores are better spent decoding.
             config.session.intra_threads = 1;
+            config.session.io_binding = true;
         }
         Ok(())
     }
