@@ -11,8 +11,6 @@ use common::{read_rows, synthscan};
 const MIN_ACCURACY: f64 = 0.9;
 
 #[test]
-#[ignore = "resnet18-demo 1.1.0 labels 28 of 32 samples correctly; needs a better-trained model \
-            (run with --ignored to check a new one)"]
 fn default_model_labels_the_samples() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(

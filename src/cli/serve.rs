@@ -52,9 +52,10 @@ pub struct ServeArgs {
     /// ONNX Runtime threads per session (default: all cores; 1 on GPUs).
     #[arg(short = 'j', long)]
     pub threads: Option<usize>,
-    /// How many scored batches stay downloadable, and for how many minutes.
+    /// How many of the latest scored batches stay downloadable.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub keep_batches: usize,
+    /// How long a scored batch stays downloadable.
     #[arg(long, default_value_t = 60, value_name = "MINUTES")]
     pub keep_minutes: u64,
 }

