@@ -51,21 +51,29 @@ pub async fn read(
         if is_zip(&bytes) {
             let room = limits.max_files.saturating_sub(files.len());
             let budget = limits.max_unzipped_bytes.saturating_sub(unzipped);
+            let label = name.clone();
             let unzipped_here =
                 tokio::task::spawn_blocking(move || unzip(&name, &bytes, room, budget))
                     .await
-                    .expect("unzip does not panic");
+                    // A panic in the zip reader on hostile input is that archive's error row.
+                    .unwrap_or_else(|_| {
+                        let message = "corrupt zip archive: the reader gave up".to_string();
+                        Ok((vec![defective(label, Status::DecodeError, message)], 0))
+                    });
             match unzipped_here {
                 Ok((entries, used)) => {
                     unzipped += used;
                     files.extend(entries);
                 }
                 // Report the request's limits, not what was left of them for this archive.
-                Err(UploadError::TooManyFiles(_)) => {
-                    refused = Some(UploadError::TooManyFiles(limits.max_files));
-                }
-                Err(_) => {
-                    refused = Some(UploadError::TooMuchUnzipped(limits.max_unzipped_bytes));
+                Err(e) => {
+                    refused = Some(match e {
+                        UploadError::TooManyFiles(_) => UploadError::TooManyFiles(limits.max_files),
+                        UploadError::TooMuchUnzipped(_) => {
+                            UploadError::TooMuchUnzipped(limits.max_unzipped_bytes)
+                        }
+                        other => other,
+                    });
                 }
             }
         } else {
@@ -93,6 +101,15 @@ fn clean_name(name: &str) -> String {
     name.chars().take(MAX_NAME_CHARS).collect()
 }
 
+/// A file that cannot be scored, answered with an error row.
+fn defective(name: String, status: Status, message: String) -> NamedFile {
+    NamedFile {
+        name,
+        bytes: Bytes::new(),
+        defect: Some(Defect { status, message }),
+    }
+}
+
 fn is_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
 }
@@ -106,17 +123,12 @@ fn unzip(
     room: usize,
     budget: u64,
 ) -> Result<(Vec<NamedFile>, u64), UploadError> {
-    let failed = |name: String, status: Status, message: String| NamedFile {
-        name,
-        bytes: Bytes::new(),
-        defect: Some(Defect { status, message }),
-    };
     let mut archive = match zip::ZipArchive::new(Cursor::new(bytes.clone())) {
         Ok(a) => a,
         Err(e) => {
             let message = format!("corrupt zip archive: {e}");
             return Ok((
-                vec![failed(archive_name.into(), Status::DecodeError, message)],
+                vec![defective(archive_name.into(), Status::DecodeError, message)],
                 0,
             ));
         }
@@ -128,7 +140,11 @@ fn unzip(
             Ok(e) => e,
             Err(e) => {
                 let name = format!("{archive_name}/#{i}");
-                files.push(failed(name, Status::DecodeError, format!("zip entry: {e}")));
+                files.push(defective(
+                    name,
+                    Status::DecodeError,
+                    format!("zip entry: {e}"),
+                ));
                 continue;
             }
         };
@@ -143,7 +159,7 @@ fn unzip(
         // The label is the entry's path inside the archive (a leading / dropped); nothing is
         // written under it, but a name that climbs out with .. is refused as a warning sign.
         let Some(inner) = entry.enclosed_name() else {
-            files.push(failed(
+            files.push(defective(
                 format!("{archive_name}/{}", clean_name(entry.name())),
                 Status::Unsupported,
                 "unsafe zip entry name (climbs out of the archive with ..): not read".into(),
@@ -160,7 +176,7 @@ fn unzip(
         }
         match read {
             Ok(_) => files.push(NamedFile::new(label, Bytes::from(data))),
-            Err(e) => files.push(failed(
+            Err(e) => files.push(defective(
                 label,
                 Status::DecodeError,
                 format!("zip entry: {e}"),
