@@ -10,13 +10,10 @@ use std::io::Cursor;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use image::{ImageFormat, RgbImage};
-use synthscan::decode::{decode_bytes, Limits};
-use synthscan::manifest::InputSpec;
-use synthscan::pipeline::DCT_MARGIN;
+use synthscan::decode::{decode_bytes, reduced_min_side, Limits};
+use synthscan::manifest::{self, InputSpec};
 use synthscan::preprocess::Preprocessor;
 use synthscan::verdict::FileMeta;
-
-const INPUT: u32 = 224;
 
 /// A photo-like image: smooth gradients with some texture, so the JPEG has real detail.
 fn photo(w: u32, h: u32) -> RgbImage {
@@ -40,27 +37,22 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// The default model's input, from its manifest (benches run from the repository root).
 fn spec() -> InputSpec {
-    InputSpec {
-        name: "input".into(),
-        layout: "NCHW".into(),
-        color: "RGB".into(),
-        height: INPUT,
-        width: INPUT,
-        resize: "bilinear_antialias".into(),
-        scale: 1.0 / 255.0,
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-    }
+    manifest::resolve(manifest::DEFAULT_MODEL, &manifest::default_models_dirs())
+        .expect("models/resnet18-demo.json")
+        .manifest
+        .input
 }
 
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_jpeg");
     group.sample_size(20);
+    let min_side = reduced_min_side(&[spec()]);
     for (w, h) in [(512, 384), (1600, 1200), (4000, 3000)] {
         let bytes = jpeg(w, h);
         group.throughput(Throughput::Elements(1));
-        for (mode, min_side) in [("full", None), ("reduced", Some(INPUT * DCT_MARGIN))] {
+        for (mode, min_side) in [("full", None), ("reduced", Some(min_side))] {
             group.bench_function(format!("{w}x{h}/{mode}"), |b| {
                 b.iter(|| {
                     let mut meta = FileMeta::default();
@@ -75,7 +67,7 @@ fn decode(c: &mut Criterion) {
 }
 
 fn resize(c: &mut Criterion) {
-    let mut group = c.benchmark_group("resize_normalize_224");
+    let mut group = c.benchmark_group("resize_normalize");
     let mut pre = Preprocessor::new(&[spec()]);
     for (w, h) in [(512, 384), (1000, 750), (4000, 3000)] {
         let image = photo(w, h);

@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use synthscan::decode::{decode_file, Limits};
+use synthscan::decode::{decode_file, reduced_min_side, Limits};
 use synthscan::infer::{ModelSession, SessionConfig};
 use synthscan::manifest;
-use synthscan::pipeline::DCT_MARGIN;
 use synthscan::preprocess::Preprocessor;
 use synthscan::runtime::Runtime;
 use synthscan::source::walk::{walk, WalkOptions};
@@ -62,7 +61,7 @@ fn decode(dir: &str, threads: usize, full: bool) {
     let spec = manifest::resolve(manifest::DEFAULT_MODEL, &manifest::default_models_dirs())
         .map(|e| e.manifest.input)
         .expect("the default model's manifest gives the input size");
-    let min_side = (!full).then(|| spec.width.max(spec.height) * DCT_MARGIN);
+    let min_side = (!full).then(|| reduced_min_side(std::slice::from_ref(&spec)));
     let paths = Arc::new(paths);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

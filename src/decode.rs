@@ -7,6 +7,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
 use crate::jpeg;
+use crate::manifest::InputSpec;
 use crate::verdict::{to_ms, FileMeta, Status};
 
 /// Limits that keep one hostile file from taking the machine down.
@@ -196,6 +197,20 @@ fn decode_jpeg_libjpeg(bytes: &[u8], reduction: u8) -> Option<Result<RgbImage, D
         Ok(Err(e)) => Some(Err(corrupt(e))),
         Err(_) => Some(Err(corrupt("the decoder gave up on the data".into()))),
     }
+}
+
+/// Reduced JPEG decoding keeps both sides at least this many times the largest model input, so
+/// that the resize to the input still averages several source pixels per output pixel.
+pub const DCT_MARGIN: u32 = 3;
+
+/// The `min_side` for [`decode_file`] that feeds models with these inputs.
+pub fn reduced_min_side(specs: &[InputSpec]) -> u32 {
+    specs
+        .iter()
+        .map(|s| s.width.max(s.height))
+        .max()
+        .unwrap_or(0)
+        * DCT_MARGIN
 }
 
 /// How far a `w` x `h` JPEG may be reduced in the DCT domain (1, 4 or 8) so that both sides

@@ -55,15 +55,11 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     pub linger: Duration,
     pub limits: Limits,
-    /// Decode large JPEGs at 1/4 or 1/8 scale in the DCT domain, down to [`DCT_MARGIN`] times
-    /// the models' input size.
+    /// Decode large JPEGs at 1/4 or 1/8 scale in the DCT domain (see
+    /// [`decode::reduced_min_side`]).
     pub reduced_decode: bool,
     pub session: SessionConfig,
 }
-
-/// Reduced JPEG decoding keeps both sides at least this many times the largest model input, so
-/// that the resize to the input still averages several source pixels per output pixel.
-pub const DCT_MARGIN: u32 = 3;
 
 impl PipelineConfig {
     /// Decode and inference share the cores: both get all of them, since they rarely peak at
@@ -204,14 +200,9 @@ impl Pipeline {
 
         let (specs, _) =
             crate::preprocess::distinct_specs(models.entries.iter().map(|e| &e.manifest.input));
-        let min_side = config.reduced_decode.then(|| {
-            specs
-                .iter()
-                .map(|s| s.width.max(s.height))
-                .max()
-                .unwrap_or(0)
-                * DCT_MARGIN
-        });
+        let min_side = config
+            .reduced_decode
+            .then(|| decode::reduced_min_side(&specs));
         let mut tasks = Vec::new();
         for _ in 0..config.decode_threads.max(1) {
             let (cand_rx, prep_tx, verdict_tx) =
