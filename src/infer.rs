@@ -84,6 +84,8 @@ struct Staging {
     allocator: Allocator,
     binding: IoBinding,
     output: String,
+    /// Where outputs go: ordinary host memory.
+    host: MemoryInfo<'static>,
     /// The bound input tensor and the batch size it was made for; remade when the size changes
     /// (the last batch of a run, a batch cut short by the linger timeout).
     input: Option<(usize, Tensor<f32>)>,
@@ -91,13 +93,14 @@ struct Staging {
 
 impl Staging {
     fn new(session: &mut Session, device: Device, output: &str) -> ort::Result<Self> {
+        let host = MemoryInfo::new(
+            AllocationDevice::CPU,
+            0,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )?;
         let input_memory = match device {
-            Device::Cpu => MemoryInfo::new(
-                AllocationDevice::CPU,
-                0,
-                AllocatorType::Device,
-                MemoryType::Default,
-            )?,
+            Device::Cpu => host.clone(),
             Device::Cuda(id) | Device::TensorRt(id) => MemoryInfo::new(
                 AllocationDevice::CUDA_PINNED,
                 id,
@@ -109,6 +112,7 @@ impl Staging {
             allocator: Allocator::new(session, input_memory)?,
             binding: session.create_binding()?,
             output: output.to_string(),
+            host,
             input: None,
         })
     }
@@ -120,14 +124,9 @@ impl Staging {
             self.input = Some((n, Tensor::<f32>::new(&self.allocator, shape)?));
             // A bound output keeps the shape of the run that allocated it: rebind it for the
             // new batch size.
-            let host = MemoryInfo::new(
-                AllocationDevice::CPU,
-                0,
-                AllocatorType::Device,
-                MemoryType::Default,
-            )?;
             self.binding.clear_outputs();
-            self.binding.bind_output_to_device(&self.output, &host)?;
+            self.binding
+                .bind_output_to_device(&self.output, &self.host)?;
         }
         let (_, tensor) = self.input.as_mut().expect("made above");
         tensor.extract_tensor_mut().1.copy_from_slice(data);
