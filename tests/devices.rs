@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use common::{read_rows, synthscan, tiny_model, write_image};
+use common::{read_rows, run_ok, synthscan, tiny_model, write_image};
 use synthscan::device::Device;
 use synthscan::infer::ModelSet;
 use synthscan::pipeline::{Pipeline, PipelineConfig, Source};
@@ -97,21 +97,16 @@ fn many_sessions_and_devices_give_the_rows_of_one_session() {
     }
     // The CLI path too: --sessions-per-device on the CPU.
     let cli = dir.path().join("cli.parquet");
-    let run = synthscan(&[
-        "scan",
-        input.to_str().unwrap(),
-        "--sessions-per-device",
-        "2",
-        "--out",
-    ])
-    .arg(&cli)
-    .args(tiny_model())
-    .output()
-    .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    run_ok(
+        synthscan(&[
+            "scan",
+            input.to_str().unwrap(),
+            "--sessions-per-device",
+            "2",
+            "--out",
+        ])
+        .arg(&cli)
+        .args(tiny_model()),
     );
     assert_eq!(scores(&cli), a);
 }
@@ -213,14 +208,7 @@ fn a_gpu_request_without_a_gpu_runtime_fails_fast_or_falls_back() {
         "{stderr}"
     );
     assert!(!out.exists());
-    let run = base(&["--device", "tensorrt:0", "--fallback", "cpu"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_ok(&mut base(&["--device", "tensorrt:0", "--fallback", "cpu"]));
     let rows = read_rows(&out);
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.status == "ok"));

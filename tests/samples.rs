@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{read_rows, synthscan};
+use common::{read_rows, run_ok, synthscan};
 
 /// The demo model is small and trained on a synthetic corpus; a handful of misses is allowed.
 const MIN_ACCURACY: f64 = 0.9;
@@ -21,16 +21,12 @@ fn default_model_labels_the_samples() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("v.parquet");
     // No --model: the default model must be found in the repository's models/.
-    let run = synthscan(&[
+    run_ok(&mut synthscan(&[
         "scan",
         samples.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
+    ]));
 
     let rows = read_rows(&out);
     let mut total = 0usize;

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{png_claiming, read_rows, synthscan, tiny_model, write_image, Row};
+use common::{png_claiming, read_rows, run_ok, synthscan, tiny_model, write_image, Row};
 
 /// Builds the bad-input fixture set next to a few good images; returns the expected status of
 /// every candidate by file name.
@@ -117,17 +117,16 @@ fn every_fixture_gets_exactly_one_row_with_the_right_status() {
     std::fs::create_dir(&input).unwrap();
     let expected = fixture_set(&input);
     let out = dir.path().join("v.parquet");
-    let run = synthscan(&[
-        "scan",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .args(tiny_model())
-    .output()
-    .unwrap();
+    let run = run_ok(
+        synthscan(&[
+            "scan",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(tiny_model()),
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
 
     let rows = read_rows(&out);
     assert_eq!(
@@ -190,15 +189,10 @@ fn formats_agree_and_batching_does_not_change_scores() {
     }
     let scan = |out: &str, batch: &str| {
         let out = dir.path().join(out);
-        let run = synthscan(&["scan", input.to_str().unwrap(), "-b", batch, "--out"])
-            .arg(&out)
-            .args(tiny_model())
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
+        run_ok(
+            synthscan(&["scan", input.to_str().unwrap(), "-b", batch, "--out"])
+                .arg(&out)
+                .args(tiny_model()),
         );
         out
     };
@@ -250,24 +244,19 @@ fn two_models_score_the_same_decoded_images_in_their_own_columns() {
     std::fs::copy(fixtures.join("tiny-cnn.json"), models.join("tiny-cnn.json")).unwrap();
 
     let out = dir.path().join("v.parquet");
-    let run = synthscan(&[
-        "scan",
-        input.to_str().unwrap(),
-        "-m",
-        "tiny-cnn",
-        "-m",
-        "twin",
-    ])
-    .arg("--models-dir")
-    .arg(&models)
-    .arg("--out")
-    .arg(&out)
-    .output()
-    .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    run_ok(
+        synthscan(&[
+            "scan",
+            input.to_str().unwrap(),
+            "-m",
+            "tiny-cnn",
+            "-m",
+            "twin",
+        ])
+        .arg("--models-dir")
+        .arg(&models)
+        .arg("--out")
+        .arg(&out),
     );
     let batch = common::read_batch(&out);
     use arrow::array::AsArray;
@@ -358,17 +347,16 @@ fn three_shards_give_exactly_the_rows_of_one_scan() {
     let whole = dir.path().join("whole.parquet");
     let parts = dir.path().join("parts");
     let run = |extra: &[&str], out: &Path| {
-        let r = synthscan(&[
-            "scan",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args(extra)
-        .args(tiny_model())
-        .output()
-        .unwrap();
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        run_ok(
+            synthscan(&[
+                "scan",
+                input.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .args(tiny_model()),
+        );
     };
     run(&[], &whole);
     for i in 0..3 {
@@ -397,15 +385,8 @@ fn three_shards_give_exactly_the_rows_of_one_scan() {
         assert_eq!(row.score, sharded[path].score, "{path}");
     }
     // The parts read back as one dataset.
-    let report = synthscan(&["report", parts.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let report = run_ok(&mut synthscan(&["report", parts.to_str().unwrap()]));
     let text = String::from_utf8_lossy(&report.stdout);
-    assert!(
-        report.status.success(),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
     assert!(
         text.starts_with("13 rows in 3 file(s), 13 distinct paths"),
         "{text}"

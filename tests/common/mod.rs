@@ -18,6 +18,17 @@ pub fn synthscan(args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs a command to its end and asserts that it succeeded, showing its stderr if not.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// `--model` arguments for the random-weight test network.
 pub fn tiny_model() -> Vec<String> {
     vec![
