@@ -61,7 +61,9 @@ fn decode(dir: &str, threads: usize, full: bool) {
     let spec = manifest::resolve(manifest::DEFAULT_MODEL, &manifest::default_models_dirs())
         .map(|e| e.manifest.input)
         .expect("the default model's manifest gives the input size");
-    let min_side = (!full).then(|| reduced_min_side(std::slice::from_ref(&spec)));
+    let min_side = (!full)
+        .then(|| reduced_min_side(std::slice::from_ref(&spec)))
+        .flatten();
     let paths = Arc::new(paths);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

@@ -203,14 +203,20 @@ fn decode_jpeg_libjpeg(bytes: &[u8], reduction: u8) -> Option<Result<RgbImage, D
 /// that the resize to the input still averages several source pixels per output pixel.
 pub const DCT_MARGIN: u32 = 3;
 
-/// The `min_side` for [`decode_file`] that feeds models with these inputs.
-pub fn reduced_min_side(specs: &[InputSpec]) -> u32 {
-    specs
-        .iter()
-        .map(|s| s.width.max(s.height))
-        .max()
-        .unwrap_or(0)
-        * DCT_MARGIN
+/// The `min_side` for [`decode_file`] that feeds models with these inputs; `None` when a model
+/// reads native-resolution crops, whose pixels a reduced decode would no longer be.
+pub fn reduced_min_side(specs: &[InputSpec]) -> Option<u32> {
+    if specs.iter().any(|s| s.crop.is_some()) {
+        return None;
+    }
+    Some(
+        specs
+            .iter()
+            .map(|s| s.width.max(s.height))
+            .max()
+            .unwrap_or(0)
+            * DCT_MARGIN,
+    )
 }
 
 /// How far a `w` x `h` JPEG may be reduced in the DCT domain (1, 4 or 8) so that both sides

@@ -383,8 +383,8 @@ impl Worker {
     }
 
     /// One verdict per prepared image: scored, or with an inference error naming the model.
+    /// An image cut into several crops is several inputs; its score is their mean.
     pub fn run_batch(&mut self, batch: Vec<Prepared>) -> Vec<Verdict> {
-        let n = batch.len();
         for (spec, buf) in self.buffers.iter_mut().enumerate() {
             buf.clear();
             for item in &batch {
@@ -393,8 +393,10 @@ impl Worker {
         }
         let mut scores: Vec<Vec<f32>> = Vec::with_capacity(self.sessions.len());
         for session in &mut self.sessions {
-            match session.score(n, &self.buffers[session.spec_index]) {
-                Ok(s) => scores.push(s),
+            let input = &self.buffers[session.spec_index];
+            let per_input = 3 * session.height * session.width;
+            match session.score(input.len() / per_input, input) {
+                Ok(s) => scores.push(mean_per_image(&s, &batch, session.spec_index, per_input)),
                 Err(e) => {
                     tracing::warn!("{e}");
                     let msg = e.to_string();
@@ -411,6 +413,20 @@ impl Worker {
             .map(|(i, p)| Verdict::scored(p.meta, scores.iter().map(|s| s[i]).collect()))
             .collect()
     }
+}
+
+/// Per-input scores folded back to one per image, in batch order.
+fn mean_per_image(scores: &[f32], batch: &[Prepared], spec: usize, per_input: usize) -> Vec<f32> {
+    let mut at = 0;
+    batch
+        .iter()
+        .map(|item| {
+            let n = item.tensors[spec].len() / per_input;
+            let mean = scores[at..at + n].iter().sum::<f32>() / n as f32;
+            at += n;
+            mean
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -52,7 +52,11 @@ pub struct Manifest {
     pub output: OutputSpec,
     pub labels: Vec<String>,
     pub fake_index: usize,
+    /// The default threshold; for models with operating points, the 5% false-positive one.
     pub threshold: f32,
+    /// Thresholds measured on held-out real images, for `--max-fpr`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operating_points: Vec<OperatingPoint>,
     #[serde(default)]
     pub training: serde_json::Value,
     #[serde(default)]
@@ -64,6 +68,13 @@ pub struct Variant {
     pub precision: String,
     pub file: String,
     pub sha256: String,
+}
+
+/// A threshold with the share of real images it calls fake, measured when the model was made.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    pub max_fpr: f32,
+    pub threshold: f32,
 }
 
 /// How pixels become the model's input tensor. Two models with equal specs share one tensor.
@@ -78,6 +89,41 @@ pub struct InputSpec {
     pub scale: f32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Present for native-resolution models: no resize, crops of `height` x `width` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<CropSpec>,
+}
+
+/// Native-resolution input: `tiles` x `tiles` crops spread evenly over the image (one tile is
+/// the centre crop), their fake probabilities averaged. An image smaller than the crop is
+/// first scaled up (bilinear, keeping its aspect ratio) until its shorter side fills it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CropSpec {
+    #[serde(default = "one")]
+    pub tiles: u32,
+    #[serde(default = "mean")]
+    pub aggregate: String,
+    #[serde(default = "upscale_short_side")]
+    pub small: String,
+}
+
+fn one() -> u32 {
+    1
+}
+fn mean() -> String {
+    "mean".into()
+}
+fn upscale_short_side() -> String {
+    "upscale_short_side".into()
+}
+
+impl InputSpec {
+    /// Model inputs made from one image: one for a resize, `tiles`² for crops.
+    pub fn inputs_per_image(&self) -> usize {
+        self.crop
+            .as_ref()
+            .map_or(1, |c| (c.tiles * c.tiles) as usize)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,7 +179,36 @@ impl Manifest {
         if i.height == 0 || i.width == 0 || i.std.contains(&0.0) {
             return Err(invalid("input size and std must be non-zero".into()));
         }
+        if let Some(c) = &i.crop {
+            if c.tiles == 0
+                || c.tiles > 8
+                || c.aggregate != "mean"
+                || c.small != "upscale_short_side"
+            {
+                return Err(invalid(format!(
+                    "input crop {c:?} is not supported (tiles 1-8, aggregate mean, small upscale_short_side)"
+                )));
+            }
+        }
+        for p in &self.operating_points {
+            if !(0.0..=1.0).contains(&p.max_fpr) || !(0.0..=1.0).contains(&p.threshold) {
+                return Err(invalid(format!(
+                    "operating point {p:?} is not a pair of probabilities"
+                )));
+            }
+        }
         Ok(())
+    }
+}
+
+impl Manifest {
+    /// The threshold of the operating point for `max_fpr` (matched to the manifest's points,
+    /// which are few and stated to two decimals).
+    pub fn threshold_at(&self, max_fpr: f32) -> Option<f32> {
+        self.operating_points
+            .iter()
+            .find(|p| (p.max_fpr - max_fpr).abs() < 1e-6)
+            .map(|p| p.threshold)
     }
 }
 
@@ -312,6 +387,29 @@ mod tests {
         let err = by_name.read_verified("fp32").unwrap_err();
         assert!(matches!(err, ManifestError::Checksum { .. }), "{err}");
         assert!(resolve("tiny", &[]).is_err());
+    }
+
+    #[test]
+    fn reads_crop_mode_and_operating_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crop.json");
+        let mut m = sample_manifest("x.onnx", "00");
+        m["input"]["crop"] = serde_json::json!({"tiles": 2});
+        m["operating_points"] = serde_json::json!([
+            {"max_fpr": 0.01, "threshold": 0.9}, {"max_fpr": 0.05, "threshold": 0.7}
+        ]);
+        std::fs::write(&path, m.to_string()).unwrap();
+        let entry = load(&path).unwrap();
+        let crop = entry.manifest.input.crop.as_ref().unwrap();
+        assert_eq!((crop.tiles, crop.aggregate.as_str()), (2, "mean"));
+        assert_eq!(entry.manifest.input.inputs_per_image(), 4);
+        assert_eq!(entry.manifest.threshold_at(0.05), Some(0.7));
+        assert_eq!(entry.manifest.threshold_at(0.10), None);
+
+        m["input"]["crop"] = serde_json::json!({"tiles": 0});
+        std::fs::write(&path, m.to_string()).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("crop"), "{err}");
     }
 
     #[test]

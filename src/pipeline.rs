@@ -202,7 +202,8 @@ impl Pipeline {
             crate::preprocess::distinct_specs(models.entries.iter().map(|e| &e.manifest.input));
         let min_side = config
             .reduced_decode
-            .then(|| decode::reduced_min_side(&specs));
+            .then(|| decode::reduced_min_side(&specs))
+            .flatten();
         let mut tasks = Vec::new();
         for _ in 0..config.decode_threads.max(1) {
             let (cand_rx, prep_tx, verdict_tx) =

@@ -1,7 +1,15 @@
-//! RGB8 → model input tensor, matched to the training side: resize to the model's size with no
-//! crop, bilinear with antialias (Pillow's convolution resampler, which torchvision's
-//! `Resize((h, w), antialias=True)` uses on PIL images), then scale and normalize per channel
-//! into planar (CHW) f32.
+//! RGB8 → model input tensor, matched to the training side (`train.data.eval_transform`).
+//!
+//! Two modes, as the manifest says:
+//! - resize: the whole image to the model's size with no crop, bilinear with antialias
+//!   (Pillow's convolution resampler, which torchvision's `Resize((h, w), antialias=True)` uses
+//!   on PIL images);
+//! - crop (native resolution): no resize, `tiles` x `tiles` crops spread evenly over the image
+//!   (one tile: the centre crop), because generator traces live in pixel-level noise that a
+//!   resize averages away. An image smaller than the crop is scaled up first, keeping its
+//!   aspect ratio, until it covers the crop. The tiles of one image are consecutive inputs.
+//!
+//! Then scale and normalize per channel into planar (CHW) f32.
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -26,6 +34,8 @@ pub struct PreprocessError(String);
 struct Plan {
     width: u32,
     height: u32,
+    /// Crop mode: tiles per side. `None`: resize mode.
+    tiles: Option<u32>,
     /// `lut[c][v]` = normalized value of channel `c` for byte `v`.
     lut: [[f32; 256]; 3],
 }
@@ -41,6 +51,7 @@ impl Plan {
         Plan {
             width: spec.width,
             height: spec.height,
+            tiles: spec.crop.as_ref().map(|c| c.tiles),
             lut,
         }
     }
@@ -48,6 +59,29 @@ impl Plan {
     pub fn len(&self) -> usize {
         3 * self.width as usize * self.height as usize
     }
+}
+
+/// Size an image of `w` x `h` is scaled to so that it covers a `cw` x `ch` crop (unchanged
+/// when it already does). Rounds half to even, as Python's `round` in the training code.
+pub fn fill_size(w: u32, h: u32, cw: u32, ch: u32) -> (u32, u32) {
+    if w >= cw && h >= ch {
+        return (w, h);
+    }
+    let f = (f64::from(cw) / f64::from(w)).max(f64::from(ch) / f64::from(h));
+    let scaled = |v: u32, min: u32| ((f64::from(v) * f).round_ties_even() as u32).max(min);
+    (scaled(w, cw), scaled(h, ch))
+}
+
+/// Crop origins along one axis: evenly spread, or the centre for one tile (rounded half to
+/// even, as torchvision's `CenterCrop` and the training code round).
+pub fn tile_offsets(length: u32, crop: u32, tiles: u32) -> Vec<u32> {
+    let room = f64::from(length - crop);
+    if tiles <= 1 {
+        return vec![(room / 2.0).round_ties_even() as u32];
+    }
+    (0..tiles)
+        .map(|i| (f64::from(i) * room / f64::from(tiles - 1)).round_ties_even() as u32)
+        .collect()
 }
 
 /// Owns a resizer and its scratch buffers; one per decode thread.
@@ -74,7 +108,7 @@ impl Preprocessor {
         }
     }
 
-    /// One CHW tensor per spec.
+    /// One tensor per spec: CHW, or for crop specs `tiles`² CHW crops one after the other.
     pub fn prepare(&mut self, image: &RgbImage) -> Result<Vec<Vec<f32>>, PreprocessError> {
         let src = ImageRef::new(
             image.width(),
@@ -85,6 +119,17 @@ impl Preprocessor {
         .map_err(|e| PreprocessError(e.to_string()))?;
         let mut out = Vec::with_capacity(self.plans.len());
         for (plan, dst) in self.plans.iter().zip(&mut self.resized) {
+            if let Some(tiles) = plan.tiles {
+                out.push(crops(
+                    &mut self.resizer,
+                    &self.options,
+                    plan,
+                    tiles,
+                    image,
+                    &src,
+                )?);
+                continue;
+            }
             let rgb = if (image.width(), image.height()) == (plan.width, plan.height) {
                 image.as_raw().as_slice()
             } else {
@@ -97,6 +142,43 @@ impl Preprocessor {
         }
         Ok(out)
     }
+}
+
+/// The crop-mode tensor of one image: `tiles`² CHW crops, after scaling a small image up.
+fn crops(
+    resizer: &mut Resizer,
+    options: &ResizeOptions,
+    plan: &Plan,
+    tiles: u32,
+    image: &RgbImage,
+    src: &ImageRef,
+) -> Result<Vec<f32>, PreprocessError> {
+    let (w, h) = fill_size(image.width(), image.height(), plan.width, plan.height);
+    let filled;
+    let pixels = if (w, h) == (image.width(), image.height()) {
+        image.as_raw().as_slice()
+    } else {
+        let mut up = Image::new(w, h, PixelType::U8x3);
+        resizer
+            .resize(src, &mut up, options)
+            .map_err(|e| PreprocessError(e.to_string()))?;
+        filled = up;
+        filled.buffer()
+    };
+    let stride = w as usize * 3;
+    let row = plan.width as usize * 3;
+    let mut tensor = Vec::with_capacity(plan.len() * (tiles * tiles) as usize);
+    let mut tile = vec![0u8; plan.len()];
+    for y0 in tile_offsets(h, plan.height, tiles) {
+        for x0 in tile_offsets(w, plan.width, tiles) {
+            for (r, dst) in tile.chunks_exact_mut(row).enumerate() {
+                let start = (y0 as usize + r) * stride + x0 as usize * 3;
+                dst.copy_from_slice(&pixels[start..start + row]);
+            }
+            tensor.extend(to_chw(plan, &tile));
+        }
+    }
+    Ok(tensor)
 }
 
 fn to_chw(plan: &Plan, rgb: &[u8]) -> Vec<f32> {
@@ -121,8 +203,15 @@ pub fn distinct_specs<'a>(
     for spec in specs {
         // The input name differs between otherwise identical models and does not change pixels.
         let same = |d: &InputSpec| {
-            (d.height, d.width, d.scale, d.mean, d.std)
-                == (spec.height, spec.width, spec.scale, spec.mean, spec.std)
+            (d.height, d.width, d.scale, d.mean, d.std, &d.crop)
+                == (
+                    spec.height,
+                    spec.width,
+                    spec.scale,
+                    spec.mean,
+                    spec.std,
+                    &spec.crop,
+                )
         };
         match distinct.iter().position(same) {
             Some(i) => index.push(i),
@@ -150,7 +239,62 @@ mod tests {
             scale: 1.0 / 255.0,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
+            crop: None,
         }
+    }
+
+    fn crop_spec(size: u32, tiles: u32) -> InputSpec {
+        InputSpec {
+            crop: Some(crate::manifest::CropSpec {
+                tiles,
+                aggregate: "mean".into(),
+                small: "upscale_short_side".into(),
+            }),
+            ..spec(size)
+        }
+    }
+
+    /// Byte `x + 10 * y` in every channel, so a value tells where it was cropped from.
+    fn ramp(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let v = (x + 10 * y) as u8;
+            image::Rgb([v, v, v])
+        })
+    }
+
+    fn byte_at(tensor: &[f32], index: usize) -> u8 {
+        ((tensor[index] * 0.229 + 0.485) * 255.0).round() as u8
+    }
+
+    #[test]
+    fn centre_crop_keeps_native_pixels() {
+        let mut p = Preprocessor::new(&[crop_spec(4, 1)]);
+        let t = p.prepare(&ramp(10, 9)).unwrap().remove(0);
+        assert_eq!(t.len(), 3 * 16);
+        // Offsets round((10-4)/2)=3 and round((9-4)/2)=round(2.5)=2 (half to even).
+        assert_eq!(byte_at(&t, 0), 3 + 10 * 2);
+        assert_eq!(byte_at(&t, 15), 6 + 10 * 5);
+    }
+
+    #[test]
+    fn tiles_span_the_image_corner_to_corner() {
+        let mut p = Preprocessor::new(&[crop_spec(4, 2)]);
+        let t = p.prepare(&ramp(10, 8)).unwrap().remove(0);
+        assert_eq!(t.len(), 4 * 3 * 16);
+        let first = |tile: usize| byte_at(&t, tile * 48);
+        assert_eq!([first(0), first(1), first(2), first(3)], [0, 6, 40, 46]);
+    }
+
+    #[test]
+    fn small_images_are_scaled_up_to_cover_the_crop() {
+        assert_eq!(fill_size(3, 6, 4, 4), (4, 8));
+        assert_eq!(fill_size(10, 10, 4, 4), (10, 10));
+        let mut p = Preprocessor::new(&[crop_spec(4, 1)]);
+        let t = p
+            .prepare(&RgbImage::from_pixel(2, 3, image::Rgb([9, 9, 9])))
+            .unwrap();
+        assert_eq!(t[0].len(), 3 * 16);
+        assert!(t[0].iter().take(16).all(|&v| byte_at(&[v], 0) == 9));
     }
 
     #[test]

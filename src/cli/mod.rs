@@ -75,9 +75,14 @@ pub struct ModelOptions {
     #[arg(long, env = "ORT_DYLIB_PATH", value_name = "FILE")]
     pub ort_lib: Option<PathBuf>,
     /// Decision threshold on the probability of AI-generated, for every model (default: each
-    /// model's own, from its manifest).
+    /// model's own, from its manifest: for models with operating points, the one that calls
+    /// 5% of held-out real photos fake). Overrides --max-fpr.
     #[arg(long, value_name = "P")]
     pub threshold: Option<f32>,
+    /// Pick each model's threshold by the share of real photos it may call AI-generated, as
+    /// measured on held-out real photos when the model was made: 0.01, 0.05 or 0.10.
+    #[arg(long, value_name = "FPR")]
+    pub max_fpr: Option<f32>,
     /// Where inference runs: cpu, cuda (every visible GPU), cuda:0,1, tensorrt, tensorrt:0.
     /// GPUs use the model's FP16 variant when its manifest has one.
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
@@ -315,6 +320,32 @@ pub fn models_dirs(explicit: &Option<PathBuf>) -> Vec<PathBuf> {
     }
 }
 
+/// A model's threshold: `--threshold`, else its operating point for `--max-fpr`, else its own.
+fn threshold_for(manifest: &manifest::Manifest, opts: &ModelOptions) -> Result<f32> {
+    if let Some(t) = opts.threshold {
+        return Ok(t);
+    }
+    let Some(fpr) = opts.max_fpr else {
+        return Ok(manifest.threshold);
+    };
+    manifest.threshold_at(fpr).ok_or_else(|| {
+        let known: Vec<String> = manifest
+            .operating_points
+            .iter()
+            .map(|p| p.max_fpr.to_string())
+            .collect();
+        usage(format!(
+            "--max-fpr {fpr}: model {} has {} (use --threshold instead)",
+            manifest.name,
+            if known.is_empty() {
+                "no measured operating points".to_string()
+            } else {
+                format!("operating points for {} only", known.join(", "))
+            }
+        ))
+    })
+}
+
 /// Resolves the models, loads ONNX Runtime and prepares the column set: everything a run needs
 /// that can fail before a single file is read.
 pub fn load_models(opts: &ModelOptions) -> Result<(Arc<Runtime>, ModelSet)> {
@@ -346,13 +377,15 @@ pub fn load_models(opts: &ModelOptions) -> Result<(Arc<Runtime>, ModelSet)> {
     let (_, spec_index) = distinct_specs(entries.iter().map(|e| &e.manifest.input));
     let columns = entries
         .iter()
-        .map(|e| ModelColumn {
-            name: e.manifest.name.clone(),
-            version: e.manifest.version.clone(),
-            threshold: opts.threshold.unwrap_or(e.manifest.threshold),
-            precision: "fp32".into(),
+        .map(|e| -> Result<ModelColumn> {
+            Ok(ModelColumn {
+                name: e.manifest.name.clone(),
+                version: e.manifest.version.clone(),
+                threshold: threshold_for(&e.manifest, opts)?,
+                precision: "fp32".into(),
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok((
         runtime,
         ModelSet {

@@ -1,8 +1,12 @@
 """Preprocessing parity: the Rust scanner's probabilities equal the training side's reference.
 
-The reference is what a user of the training package would compute: PIL decode with EXIF
-orientation, torchvision ``Resize((h, w), antialias=True)``, ``ToTensor``, ``Normalize``, then
-ONNX Runtime on the same ONNX file. Each image's probability must agree within 0.01.
+The reference is what a user of the training package would compute with the manifest's own
+preprocessing (``Preprocess.from_manifest``): PIL decode with EXIF orientation, then torchvision
+``Resize((h, w), antialias=True)`` or, for native-resolution models, the centre crop or tiles
+(small images scaled up first), ``ToTensor``, ``Normalize`` with the manifest's mean and std,
+then ONNX Runtime on the same ONNX file (tile probabilities averaged). Each image's probability
+must agree within 0.01. Variants of the tiny test model cover crop modes and a normalization
+other than ImageNet's, so a manifest field the scanner ignored or misread would show.
 
 The scanner binary comes from ``SYNTHSCAN_BIN`` (CI sets it after ``cargo build --release``),
 else ``target/release/synthscan`` of the repository.
@@ -11,6 +15,7 @@ else ``target/release/synthscan`` of the repository.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,14 +27,37 @@ import torch
 from conftest import REPO, scanner
 from PIL import Image
 
-from train.data import eval_transform, load_image
+from train.data import Preprocess, eval_transform, load_image
 
 TOLERANCE = 0.01
 
 
-def manifests() -> list[Path]:
-    found = sorted((REPO / "models").glob("*.json"))
-    return [*found, REPO / "tests" / "fixtures" / "tiny-cnn.json"]
+TINY = REPO / "tests" / "fixtures" / "tiny-cnn.json"
+# Input-section changes applied to the tiny model: each must reach the scanner's tensors.
+TINY_VARIANTS = {
+    "tiny-crop": {"crop": {"tiles": 1}},
+    "tiny-tiles": {"crop": {"tiles": 2}},
+    "tiny-norm": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.3, 0.25]},
+}
+
+
+def manifests() -> list[Path | str]:
+    found: list[Path | str] = sorted((REPO / "models").glob("*.json"))
+    return [*found, TINY, *TINY_VARIANTS]
+
+
+def materialize(manifest: Path | str, folder: Path) -> Path:
+    """A tiny-model variant written beside a copy of its ONNX file."""
+    if isinstance(manifest, Path):
+        return manifest
+    data = json.loads(TINY.read_text())
+    data["name"] = manifest
+    data["input"].update(TINY_VARIANTS[manifest])
+    folder.mkdir(exist_ok=True)
+    shutil.copy(TINY.parent / data["file"], folder / data["file"])
+    path = folder / f"{manifest}.json"
+    path.write_text(json.dumps(data))
+    return path
 
 
 def parity_images(root: Path) -> list[Path]:
@@ -70,24 +98,26 @@ def parity_images(root: Path) -> list[Path]:
 
 def reference_probs(manifest_path: Path, images: list[Path]) -> dict[str, float]:
     manifest = json.loads(manifest_path.read_text())
-    size = manifest["input"]["height"]
-    assert manifest["input"]["width"] == size
+    pre = Preprocess.from_manifest(manifest["input"])
     session = ort.InferenceSession(
         str(manifest_path.parent / manifest["file"]), providers=["CPUExecutionProvider"]
     )
-    transform = eval_transform(size)
+    transform = eval_transform(pre)
     out = {}
     for path in images:
-        tensor = transform(load_image(path)).unsqueeze(0).numpy()
+        tensor = transform(load_image(path)).reshape(-1, 3, pre.height, pre.width).numpy()
         (logits,) = session.run([manifest["output"]["name"]], {manifest["input"]["name"]: tensor})
-        probs = torch.softmax(torch.from_numpy(logits), dim=1)[0]
-        out[str(path)] = float(probs[manifest["fake_index"]])
+        probs = torch.softmax(torch.from_numpy(logits), dim=1)[:, manifest["fake_index"]]
+        out[str(path)] = float(probs.mean())
     return out
 
 
-@pytest.mark.parametrize("manifest_path", manifests(), ids=lambda p: p.stem)
-def test_scanner_matches_the_training_transform(manifest_path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "manifest_ref", manifests(), ids=lambda p: p.stem if isinstance(p, Path) else p
+)
+def test_scanner_matches_the_training_transform(manifest_ref: Path | str, tmp_path: Path) -> None:
     binary = scanner()
+    manifest_path = materialize(manifest_ref, tmp_path / "model")
     images = parity_images(tmp_path / "images")
     # Scan exactly these files (samples live elsewhere): pass them all as explicit paths.
     out = tmp_path / "verdicts.parquet"

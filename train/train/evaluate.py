@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from train.data import (
     IMAGE_EXTENSIONS,
     KAGGLE_CSV,
     LABELS,
+    Preprocess,
     Sample,
     eval_transform,
     load_image,
@@ -119,23 +122,27 @@ def _open(sample: Sample, perturb: str | None) -> Image.Image:
 
 
 def _batches(
-    samples: Sequence[Sample], size: int, batch: int, perturb: str | None
-) -> Iterator[tuple[np.ndarray, list[int], int]]:
-    """(inputs, indices kept, unreadable count) per batch."""
-    transform = eval_transform(size)
+    samples: Sequence[Sample], pre: Preprocess, batch: int, perturb: str | None
+) -> Iterator[tuple[np.ndarray, list[int], list[int], int]]:
+    """(inputs, indices kept, inputs per kept image, unreadable count) per batch. In crop mode
+    with tiles an image contributes several inputs, whose scores are averaged per image."""
+    transform = eval_transform(pre)
     for start in range(0, len(samples), batch):
-        xs, kept, bad = [], [], 0
+        xs, kept, counts, bad = [], [], [], 0
         for i in range(start, min(start + batch, len(samples))):
             try:
-                xs.append(transform(_open(samples[i], perturb)).numpy())
-                kept.append(i)
+                x = transform(_open(samples[i], perturb)).reshape(-1, 3, pre.height, pre.width)
             except Exception as exc:  # any decoder failure; PIL raises many types
                 log.warning("skipping unreadable image %s: %s", samples[i].path, exc)
                 bad += 1
+                continue
+            xs.append(x.numpy())
+            kept.append(i)
+            counts.append(len(x))
         if xs:
-            yield np.stack(xs).astype(np.float32), kept, bad
+            yield np.concatenate(xs).astype(np.float32), kept, counts, bad
         else:
-            yield np.zeros((0, 3, size, size), np.float32), kept, bad
+            yield np.zeros((0, 3, pre.height, pre.width), np.float32), kept, counts, bad
 
 
 def fake_scores(
@@ -144,17 +151,19 @@ def fake_scores(
     samples: Sequence[Sample],
     batch: int = 32,
     perturb: str | None = None,
+    pre: Preprocess | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Fake-probabilities and labels of the readable samples, and the unreadable count."""
-    size = int(manifest["input"]["height"])
-    if int(manifest["input"]["width"]) != size:
-        raise ValueError("eval_transform resizes to a square; the manifest input is not one")
+    """Fake-probabilities and labels of the readable samples, and the unreadable count.
+
+    The preprocessing is the manifest's own (``pre`` overrides it, to compare crop tilings),
+    so a manifest the scanner would misread is misread here too and shows in the figures."""
+    pre = pre or Preprocess.from_manifest(manifest["input"])
     in_name, out_name = manifest["input"]["name"], manifest["output"]["name"]
     fake_index = int(manifest["fake_index"])
     scores: list[np.ndarray] = []
     labels: list[int] = []
     skipped = 0
-    for x, kept, bad in _batches(samples, size, batch, perturb):
+    for x, kept, counts, bad in _batches(samples, pre, batch, perturb):
         skipped += bad
         if not kept:
             continue
@@ -163,7 +172,9 @@ def fake_scores(
         if manifest["output"]["kind"] == "logits":
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
-        scores.append(out[:, fake_index])
+        per_input = out[:, fake_index]
+        bounds = np.cumsum([0, *counts])
+        scores.append(np.array([per_input[a:b].mean() for a, b in itertools.pairwise(bounds)]))
         labels.extend(samples[i].label for i in kept)
     score_arr = np.concatenate(scores) if scores else np.zeros(0)
     return score_arr, np.array(labels, dtype=np.int64), skipped
@@ -206,6 +217,29 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return float(thr[int(np.argmax(j))])
 
 
+OPERATING_FPRS = (0.01, 0.05, 0.10)
+
+
+def operating_points(
+    real_scores: np.ndarray, fprs: Sequence[float] = OPERATING_FPRS
+) -> list[dict[str, float]]:
+    """The lowest threshold at which at most ``fpr`` of these real images are called fake.
+
+    A row is fake when score >= threshold, so the threshold sits just above the score of the
+    real image ranked ``floor(fpr * n)`` from the top."""
+    ranked = np.sort(np.asarray(real_scores, dtype=np.float64))[::-1]
+    n = len(ranked)
+    if n == 0:
+        raise ValueError("operating points need real images")
+    points = []
+    for fpr in fprs:
+        k = int(np.floor(fpr * n))
+        thr = float(np.nextafter(np.float32(ranked[k]), np.float32(np.inf))) if k < n else 0.0
+        achieved = float((ranked >= thr).mean())
+        points.append({"max_fpr": fpr, "threshold": thr, "fpr": achieved, "n_real": n})
+    return points
+
+
 def parse_dataset(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if sep and name and not Path(text).exists():
@@ -223,11 +257,24 @@ def evaluate_model(
     fp16: bool = False,
     batch: int = 32,
     perturb_sets: Sequence[str] | None = None,
+    calibrate: str | None = None,
+    tiles: int | None = None,
 ) -> dict[str, Any]:
+    """Figures per data set. With ``calibrate`` (a data set name, evaluated first) the
+    operating points come from that set's real images and are applied to every set."""
     manifest = load_manifest(manifest_path)
-    thr = float(manifest["threshold"] if threshold is None else threshold)
+    pre = Preprocess.from_manifest(manifest["input"])
+    if tiles is not None:
+        pre = replace(pre, tiles=tiles)
     session = session_for(manifest_path, manifest, fp16)
     results: dict[str, Any] = {}
+    points: list[dict[str, float]] = []
+    if calibrate is not None:
+        order = {name: i for i, (name, _) in enumerate(datasets)}
+        if calibrate not in order:
+            raise ValueError(f"--calibrate {calibrate}: no such data set")
+        datasets = sorted(datasets, key=lambda d: d[0] != calibrate)
+    thr = float(manifest["threshold"] if threshold is None else threshold)
     for name, path in datasets:
         samples, layout = discover_any(path)
         # A split only makes sense for the training CSV; folders are held out whole.
@@ -237,9 +284,16 @@ def evaluate_model(
         kinds = perturb if perturb_sets is None or name in perturb_sets else ()
         for kind in (None, *kinds):
             started = time.perf_counter()
-            scores, labels, skipped = fake_scores(session, manifest, chosen, batch, kind)
+            scores, labels, skipped = fake_scores(session, manifest, chosen, batch, kind, pre)
             key = name if kind is None else f"{name}+{kind}"
+            if name == calibrate and kind is None:
+                points = operating_points(scores[labels == 0])
+                if threshold is None:
+                    thr = next(p["threshold"] for p in points if p["max_fpr"] == 0.05)
             entry = metrics_at(scores, labels, thr)
+            entry["at_operating_points"] = [
+                {"max_fpr": p["max_fpr"], **_rates(scores, labels, p["threshold"])} for p in points
+            ]
             entry.update(
                 {
                     "data": str(path),
@@ -264,9 +318,27 @@ def evaluate_model(
         "model": manifest.get("name"),
         "version": manifest.get("version"),
         "precision": "fp16" if fp16 else "fp32",
+        "preprocess": {"mode": pre.mode, "tiles": pre.tiles},
         "threshold": thr,
+        "operating_points": points,
+        "calibrated_on": calibrate,
         "datasets": results,
     }
+
+
+def _rates(scores: np.ndarray, labels: np.ndarray, thr: float) -> dict[str, float | None]:
+    m = metrics_at(scores, labels, thr)
+    return {"threshold": thr, "fpr_real": m["fpr_real"], "tpr_fake": m["tpr_fake"]}
+
+
+def write_operating_points(manifest_path: Path, result: dict[str, Any]) -> None:
+    """Record the operating points in the manifest; the 5% point becomes its threshold."""
+    manifest = json.loads(manifest_path.read_text())
+    manifest["operating_points"] = [
+        {"max_fpr": p["max_fpr"], "threshold": p["threshold"]} for p in result["operating_points"]
+    ]
+    manifest["threshold"] = result["threshold"]
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _fmt(value: float | None) -> str:
@@ -289,6 +361,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=None, help="default: the manifest's")
     p.add_argument("--fp16", action="store_true", help="run the manifest's fp16 variant")
     p.add_argument("-b", "--batch-size", type=int, default=32)
+    p.add_argument(
+        "--calibrate",
+        default=None,
+        metavar="NAME",
+        help="data set whose real images set the 1%%/5%%/10%% false-positive operating points "
+        "(the 5%% point becomes the threshold unless --threshold is given)",
+    )
+    p.add_argument(
+        "--write-manifest",
+        action="store_true",
+        help="with --calibrate: store the operating points and threshold in the manifest",
+    )
+    p.add_argument("--tiles", type=int, default=None, help="crop mode: override the tiling")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -305,7 +390,13 @@ def main(argv: list[str] | None = None) -> int:
         a.fp16,
         a.batch_size,
         a.perturb_sets.split(",") if a.perturb_sets else None,
+        a.calibrate,
+        a.tiles,
     )
+    if a.write_manifest:
+        if not a.calibrate:
+            p.error("--write-manifest needs --calibrate")
+        write_operating_points(a.manifest, result)
     text = json.dumps(result, indent=2) + "\n"
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import onnxruntime as ort
 import torch
 from onnxconverter_common import float16
 
-from train.data import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, LABELS, eval_transform
+from train.data import IMAGE_EXTENSIONS, LABELS, Preprocess, eval_transform
 from train.data import load_image as load_rgb
 from train.models import create_model, unwrap_state_dict
 
@@ -86,17 +86,17 @@ def ort_session(path: Path, fp16: bool = False) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 
-def parity_inputs(image_dir: Path | None, image_size: int, limit: int = 16) -> torch.Tensor:
-    """Real images through the training eval transform; random tensors if none are given."""
+def parity_inputs(image_dir: Path | None, pre: Preprocess, limit: int = 16) -> torch.Tensor:
+    """Real images through the scanner's preprocessing; random tensors if none are given."""
     if image_dir is None:
-        return torch.randn(4, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+        return torch.randn(4, 3, pre.height, pre.width, generator=torch.Generator().manual_seed(0))
     paths = sorted(
         p for p in image_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )[:limit]
     if not paths:
         raise FileNotFoundError(f"no images under {image_dir}")
-    transform = eval_transform(image_size)
-    return torch.stack([transform(load_rgb(p)) for p in paths])
+    transform = eval_transform(pre)
+    return torch.cat([transform(load_rgb(p)).reshape(-1, 3, pre.height, pre.width) for p in paths])
 
 
 def max_prob_delta(model: torch.nn.Module, session: ort.InferenceSession, x: torch.Tensor) -> float:
@@ -110,7 +110,7 @@ def max_prob_delta(model: torch.nn.Module, session: ort.InferenceSession, x: tor
 def build_manifest(
     name: str,
     architecture: str,
-    image_size: int,
+    pre: Preprocess,
     fp32_path: Path,
     fp16_path: Path | None,
     ckpt: dict[str, Any],
@@ -133,7 +133,7 @@ def build_manifest(
     card: dict[str, Any] = {
         "intended_use": "Score how likely an image is AI-generated rather than a camera photo.",
         "limitations": (
-            "Trained from scratch on the data described in `training`; scores on generators, "
+            "Trained on the data described in `training`; scores on generators, "
             "sources or post-processing not represented there are unreliable."
         ),
         "architecture": architecture,
@@ -157,12 +157,7 @@ def build_manifest(
             "name": INPUT_NAME,
             "layout": "NCHW",
             "color": "RGB",
-            "height": image_size,
-            "width": image_size,
-            "resize": "bilinear_antialias",
-            "scale": 1.0 / 255.0,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
+            **pre.manifest_fields(),
         },
         "output": {"name": OUTPUT_NAME, "kind": "logits"},
         "labels": list(LABELS),
@@ -181,8 +176,11 @@ def export(
     version: str = "1.0.0",
     fp16: bool = True,
     threshold: float = 0.5,
+    tiles: int = 1,
 ) -> dict[str, Any]:
     """Write OUT.onnx, OUT.fp16.onnx and OUT.json; returns the manifest.
+
+    ``tiles`` sets how many crops per side the scanner scores in crop mode (1 = centre).
 
     Raises RuntimeError when the FP32 graph disagrees with PyTorch.
     """
@@ -190,13 +188,15 @@ def export(
     args = ckpt.get("args", {})
     architecture = args.get("model", "resnet18")
     image_size = int(args.get("image_size", 224))
+    mode = args.get("input_mode", "resize")
+    pre = Preprocess(image_size, image_size, mode, tiles if mode == "crop" else 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     name = out.name
     fp32_path = out.parent / f"{name}.onnx"
     fp16_path = out.parent / f"{name}.fp16.onnx"
 
     export_fp32(model, image_size, fp32_path)
-    x = parity_inputs(parity_images, image_size)
+    x = parity_inputs(parity_images, pre)
     delta = max_prob_delta(model, ort_session(fp32_path), x)
     log.info("fp32 parity: max |delta prob| = %.3g over %d inputs", delta, len(x))
     if delta >= PARITY_TOLERANCE_FP32:
@@ -224,7 +224,7 @@ def export(
     manifest = build_manifest(
         name,
         architecture,
-        image_size,
+        pre,
         fp32_path,
         fp16_path if fp16 else None,
         ckpt,
@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--no-fp16", action="store_true")
     p.add_argument(
+        "--tiles", type=int, default=1, help="crop-mode models: crops per side the scanner scores"
+    )
+    p.add_argument(
         "--threshold", type=float, default=0.5, help="fake when P(fake) >= this (manifest)"
     )
     a = p.parse_args(argv)
@@ -259,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             a.version,
             not a.no_fp16,
             a.threshold,
+            a.tiles,
         )
     except RuntimeError as exc:
         log.error("%s", exc)

