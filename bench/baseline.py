@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +27,22 @@ from torchvision import transforms
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
+def fit(size: int) -> Callable[[Image.Image], Image.Image]:
+    """Scale an image smaller than the crop up until its shorter side fills it."""
+    return lambda img: img if min(img.size) >= size else transforms.Resize(size)(img)
+
+
 class Folder(Dataset):
-    def __init__(self, root: Path, size: int, mean: list[float], std: list[float]) -> None:
+    def __init__(self, root: Path, spec: dict) -> None:
         self.paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES)
+        size = spec["height"]
+        # The manifest says whether the model sees the whole image resized or a native crop.
+        if spec.get("crop"):
+            first = [fit(size), transforms.CenterCrop(size)]
+        else:
+            first = [transforms.Resize((size, size), antialias=True)]
         self.transform = transforms.Compose(
-            [
-                transforms.Resize((size, size), antialias=True),
-                transforms.ToTensor(),
-                transforms.Normalize(mean, std),
-            ]
+            [*first, transforms.ToTensor(), transforms.Normalize(spec["mean"], spec["std"])]
         )
 
     def __len__(self) -> int:
@@ -65,7 +73,7 @@ def main() -> None:
         str(args.model.parent / manifest["file"]), opts, providers=["CPUExecutionProvider"]
     )
     torch.set_num_threads(1)
-    data = Folder(args.root, spec["height"], spec["mean"], spec["std"])
+    data = Folder(args.root, spec)
     loader = DataLoader(data, batch_size=args.batch_size, num_workers=args.workers)
     paths: list[str] = []
     scores: list[float] = []

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fetch the permissively licensed photographs used by the demo corpus (train/demo_data.py).
+# Fetch the permissively licensed photographs and artwork used by the demo corpus
+# (train/demo_data.py) and, with --real-corpus, by the real-generator corpus (train/corpus.py).
 #
-# Usage: scripts/fetch_photos.sh DEST
+# Usage: scripts/fetch_photos.sh [--real-corpus] DEST
 #
 # Lays out DEST/<package>/{root/,VERSION,copyright} for each source package:
 #   - Debian wallpaper packages, downloaded with `apt-get download` (no installation) and
@@ -10,8 +11,13 @@
 # Set UNPINNED=1 to accept whatever version the configured apt repositories carry.
 set -euo pipefail
 
+REAL_CORPUS=0
+if [[ "${1:-}" == --real-corpus ]]; then
+    REAL_CORPUS=1
+    shift
+fi
 if [[ $# -ne 1 ]]; then
-    echo "usage: $0 DEST" >&2
+    echo "usage: $0 [--real-corpus] DEST" >&2
     exit 2
 fi
 DEST=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -23,6 +29,23 @@ DEBS=(
     "plasma-workspace-wallpapers=4:5.27.5-2"
     "mate-backgrounds=1.26.0-1"
 )
+if [[ $REAL_CORPUS == 1 ]]; then
+    # Photographs, human-made artwork and sky-culture drawings for the real side of the
+    # real-generator corpus (train/corpus.py lists which files of each it reads).
+    DEBS+=(
+        "ukui-wallpapers=20.04.3-1.1"
+        "sway-backgrounds=1.7-6"
+        "gnome-backgrounds=43.1-1"
+        "desktop-base=12.0.6+nmu1~deb12u1"
+        "debian-edu-artwork-emerald=2.12.4-1~deb12u1"
+        "debian-edu-artwork-homeworld=2.12.4-1~deb12u1"
+        "debian-edu-artwork-softwaves=2.12.4-1~deb12u1"
+        "debian-edu-artwork-spacefun=20220131-1"
+        "opencv-doc=4.6.0+dfsg-12"
+        "stellarium-data=0.22.2-1"
+        "wesnoth-1.16-data=1:1.16.9-1"
+    )
+fi
 SKIMAGE_VERSION=0.26.0
 
 work=$(mktemp -d)
@@ -43,7 +66,8 @@ for entry in "${DEBS[@]}"; do
     mkdir -p "$DEST/$pkg/root"
     dpkg -x "$deb" "$DEST/$pkg/root"
     dpkg-deb -f "$deb" Version >"$DEST/$pkg/VERSION"
-    cp "$DEST/$pkg/root/usr/share/doc/$pkg/copyright" "$DEST/$pkg/copyright"
+    cp "$DEST/$pkg/root/usr/share/doc/$pkg/copyright" "$DEST/$pkg/copyright" 2>/dev/null ||
+        cp "$DEST/$pkg/root/usr/share/doc/"*/copyright "$DEST/$pkg/copyright" 2>/dev/null || true
     rm -f "$deb"
 done
 

@@ -106,6 +106,17 @@ def test_crop_mode_trains_exports_and_evaluates(folder_data: Path, tmp_path: Pat
     assert entry["fpr_real"] <= 0.05 + 1e-9
     assert len(entry["at_operating_points"]) == 3
     assert "all+webp75" in result["datasets"]
+    # A corpus CSV names each fake's generator: figures come per generator too.
+    rows = ["file_name,label,generator"]
+    for label, folder in ((0, "real"), (1, "fake")):
+        for i, f in enumerate(sorted((folder_data / folder).rglob("*.png"))):
+            gen = "photo" if label == 0 else ("gen-a" if i % 2 else "gen-b")
+            rows.append(f"{f.relative_to(folder_data).as_posix()},{label},{gen}")
+    (folder_data / "index.csv").write_text("\n".join(rows) + "\n")
+    by_csv = evaluate.evaluate_model(manifest, [("csv", folder_data / "index.csv")])
+    per_gen = by_csv["datasets"]["csv"]["per_generator"]
+    assert sorted(per_gen) == ["gen-a", "gen-b"]
+    assert per_gen["gen-a"]["n_fake"] + per_gen["gen-b"]["n_fake"] == 8
     evaluate.write_operating_points(manifest, result)
     again = evaluate.load_manifest(manifest)
     assert again["threshold"] == result["threshold"]

@@ -538,19 +538,92 @@ def iter_index(path: Path) -> Iterator[dict[str, str]]:
         yield from csv.DictReader(fh)
 
 
+def licence_of(row: dict[str, str]) -> str:
+    for g in GENERATOR_SOURCES:
+        if g.repo == row["source"]:
+            return g.license
+    return next(r.license for r in REAL_SOURCES if r.package == row["source"])
+
+
+def pick_samples(corpus: Path, out: Path, n: int, seed: int) -> list[dict[str, str]]:
+    """``n`` real and ``n`` generated files for ``samples/``, drawn at random (not by how a model
+    scores them) from images no model is trained on: the validation split and the held-out
+    sets, spread over generators and sources round-robin, one file per picture."""
+    rows = [r for r in iter_index(corpus / "index.csv") if r["split"] != "train"]
+    picked: list[dict[str, str]] = []
+    for label in ("1", "0"):
+        key = "generator" if label == "1" else "source"
+        groups: dict[str, list[dict[str, str]]] = {}
+        for r in sorted(rows, key=lambda r: _rng(seed, r["file_name"]).random()):
+            if r["label"] == label:
+                groups.setdefault(r[key], []).append(r)
+        used: set[str] = set()
+        order = sorted(groups)
+        chosen: list[dict[str, str]] = []
+        while len(chosen) < n and any(groups.values()):
+            for g in order:
+                while groups[g] and groups[g][0]["picture"] in used:
+                    groups[g].pop(0)
+                if groups[g] and len(chosen) < n:
+                    r = groups[g].pop(0)
+                    used.add(r["picture"])
+                    chosen.append(r)
+        picked.extend(chosen)
+    written = []
+    for folder in ("real", "fake"):
+        for old in (out / folder).glob("*"):
+            old.unlink()
+    counters = {"0": 0, "1": 0}
+    for r in picked:
+        folder = "fake" if r["label"] == "1" else "real"
+        name = f"{folder}/{counters[r['label']]:02d}{Path(r['file_name']).suffix}"
+        counters[r["label"]] += 1
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes((corpus / r["file_name"]).read_bytes())
+        written.append(
+            {
+                "file": name,
+                "label": r["label"],
+                "split": r["split"],
+                "generator": r["generator"],
+                "source": r["source"],
+                "picture": r["picture"].split("/root/", 1)[-1].rsplit("/", 1)[-1],
+                "licence": licence_of(r),
+                "format": r["format"],
+                "jpeg_quality": r["quality"] if r["format"] == "jpeg" else "",
+                "width": r["width"],
+                "height": r["height"],
+            }
+        )
+    with (out / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(written[0]))
+        w.writeheader()
+        w.writerows(written)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="python -m train.corpus",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--generators", type=Path, required=True, help="folder of gallery checkouts")
-    p.add_argument("--photos", type=Path, required=True, help="folder of unpacked packages")
+    p.add_argument("--generators", type=Path, help="folder of gallery checkouts")
+    p.add_argument("--photos", type=Path, help="folder of unpacked packages")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-j", "--workers", type=int, default=2)
+    p.add_argument(
+        "--samples-to", type=Path, default=None, help="only pick demo samples from a built corpus"
+    )
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if a.samples_to is not None:
+        for row in pick_samples(a.out, a.samples_to, 16, a.seed):
+            print(row["file"], row["split"], row["generator"], row["source"])
+        return
+    if a.generators is None or a.photos is None:
+        p.error("--generators and --photos are required to build a corpus")
     rows = build(a.generators, a.photos, a.out, a.seed, a.workers)
     print(json.dumps(corpus_stats(rows), indent=2))
 

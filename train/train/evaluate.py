@@ -14,6 +14,7 @@ model: seed, val_fraction and limit_fraction come from the manifest's `training.
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import itertools
 import json
@@ -152,6 +153,7 @@ def fake_scores(
     batch: int = 32,
     perturb: str | None = None,
     pre: Preprocess | None = None,
+    kept_out: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Fake-probabilities and labels of the readable samples, and the unreadable count.
 
@@ -176,6 +178,8 @@ def fake_scores(
         bounds = np.cumsum([0, *counts])
         scores.append(np.array([per_input[a:b].mean() for a, b in itertools.pairwise(bounds)]))
         labels.extend(samples[i].label for i in kept)
+        if kept_out is not None:
+            kept_out.extend(kept)
     score_arr = np.concatenate(scores) if scores else np.zeros(0)
     return score_arr, np.array(labels, dtype=np.int64), skipped
 
@@ -284,7 +288,8 @@ def evaluate_model(
         kinds = perturb if perturb_sets is None or name in perturb_sets else ()
         for kind in (None, *kinds):
             started = time.perf_counter()
-            scores, labels, skipped = fake_scores(session, manifest, chosen, batch, kind, pre)
+            kept: list[int] = []
+            scores, labels, skipped = fake_scores(session, manifest, chosen, batch, kind, pre, kept)
             key = name if kind is None else f"{name}+{kind}"
             if name == calibrate and kind is None:
                 points = operating_points(scores[labels == 0])
@@ -314,6 +319,10 @@ def evaluate_model(
                 _fmt(entry["tpr_fake"]),
             )
             results[key] = entry
+            if kind is None and layout == "kaggle-csv":
+                by_gen = _per_generator(path, chosen, kept, scores, labels, thr)
+                if by_gen:
+                    entry["per_generator"] = by_gen
     return {
         "model": manifest.get("name"),
         "version": manifest.get("version"),
@@ -324,6 +333,32 @@ def evaluate_model(
         "calibrated_on": calibrate,
         "datasets": results,
     }
+
+
+def _per_generator(
+    csv_path: Path,
+    samples: Sequence[Sample],
+    kept: Sequence[int],
+    scores: np.ndarray,
+    labels: np.ndarray,
+    thr: float,
+) -> dict[str, dict[str, Any]]:
+    """TPR and ROC-AUC (against all real images of the set) for each generator named in the
+    CSV's optional `generator` column."""
+    path = csv_path if csv_path.suffix == ".csv" else csv_path / KAGGLE_CSV
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "generator" not in rows[0]:
+        return {}
+    gen_of = {str(path.parent / r["file_name"]): r["generator"] for r in rows}
+    gens = np.array([gen_of.get(str(samples[i].path), "") for i in kept])
+    real = labels == 0
+    out: dict[str, dict[str, Any]] = {}
+    for g in sorted(set(gens[labels == 1])):
+        mask = real | (gens == g)
+        m = metrics_at(scores[mask], labels[mask], thr)
+        out[g] = {"n_fake": m["n_fake"], "tpr_fake": m["tpr_fake"], "roc_auc": m["roc_auc"]}
+    return out
 
 
 def _rates(scores: np.ndarray, labels: np.ndarray, thr: float) -> dict[str, float | None]:
