@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const SCHEMA_VERSION: u32 = 1;
-pub const DEFAULT_MODEL: &str = "resnet18-demo";
+pub const DEFAULT_MODEL: &str = "efficientnet-lite0-gen";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {

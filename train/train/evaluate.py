@@ -366,13 +366,33 @@ def _rates(scores: np.ndarray, labels: np.ndarray, thr: float) -> dict[str, floa
     return {"threshold": thr, "fpr_real": m["fpr_real"], "tpr_fake": m["tpr_fake"]}
 
 
-def write_operating_points(manifest_path: Path, result: dict[str, Any]) -> None:
-    """Record the operating points in the manifest; the 5% point becomes its threshold."""
+def write_operating_points(
+    manifest_path: Path, result: dict[str, Any], command: str | None = None
+) -> None:
+    """Record the operating points in the manifest (the 5% point becomes its threshold) and
+    the figures, at that threshold, in its card."""
     manifest = json.loads(manifest_path.read_text())
     manifest["operating_points"] = [
         {"max_fpr": p["max_fpr"], "threshold": p["threshold"]} for p in result["operating_points"]
     ]
     manifest["threshold"] = result["threshold"]
+    keep = ("n", "n_real", "n_fake", "accuracy", "roc_auc", "fpr_real", "tpr_fake")
+    figures: dict[str, Any] = {
+        name: {
+            **{k: entry[k] for k in keep},
+            **({"per_generator": entry["per_generator"]} if "per_generator" in entry else {}),
+            "at_operating_points": entry["at_operating_points"],
+        }
+        for name, entry in result["datasets"].items()
+    }
+    manifest.setdefault("card", {})["evaluation"] = {
+        "threshold": result["threshold"],
+        "calibrated_on": result["calibrated_on"],
+        "preprocess": result["preprocess"],
+        "precision": result["precision"],
+        "command": command,
+        "datasets": figures,
+    }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -431,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.write_manifest:
         if not a.calibrate:
             p.error("--write-manifest needs --calibrate")
-        write_operating_points(a.manifest, result)
+        # The data paths are the builder's own; the build script holds the full command.
+        write_operating_points(a.manifest, result, "python -m train.evaluate --calibrate ...")
     text = json.dumps(result, indent=2) + "\n"
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,26 @@ def max_prob_delta(model: torch.nn.Module, session: ort.InferenceSession, x: tor
     return float(np.abs(ref - got).max())
 
 
+def _portable(summary: dict[str, Any]) -> dict[str, Any]:
+    """Paths of the machine that trained (corpus, init weights) shortened to their last parts:
+    they describe the data, and a manifest must not carry one machine's folders."""
+
+    def short(value: object) -> object:
+        if isinstance(value, str) and Path(value).is_absolute():
+            return str(Path(*Path(value).parts[-3:]))
+        return value
+
+    data = dict(summary.get("data", {}))
+    for key in ("path", "val_path"):
+        if key in data:
+            data[key] = short(data[key])
+    if "data" in summary:
+        summary["data"] = data
+    if "init_from" in summary:
+        summary["init_from"] = short(summary["init_from"])
+    return summary
+
+
 def build_manifest(
     name: str,
     architecture: str,
@@ -119,7 +139,7 @@ def build_manifest(
     card_extra: dict[str, Any],
     threshold: float = 0.5,
 ) -> dict[str, Any]:
-    summary = dict(ckpt.get("summary", {}))
+    summary = _portable(dict(ckpt.get("summary", {})))
     training = {
         **summary,
         "checkpoint_epoch": ckpt.get("epoch"),
