@@ -13,9 +13,8 @@ use ort::value::{Tensor, TensorRef};
 
 use crate::device::{Device, GpuOptions};
 use crate::manifest::{ManifestError, ModelEntry, OutputKind};
-use crate::preprocess::Prepared;
 use crate::runtime::Runtime;
-use crate::verdict::{ModelColumn, Status, Verdict};
+use crate::verdict::ModelColumn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
@@ -382,34 +381,24 @@ impl Worker {
         self.sessions.iter().map(|s| s.precision.clone()).collect()
     }
 
-    /// One verdict per prepared image: scored, or with an inference error naming the model.
-    pub fn run_batch(&mut self, batch: Vec<Prepared>) -> Vec<Verdict> {
-        let n = batch.len();
+    /// Every model's probability of AI-generated for each image of a batch, as
+    /// `scores[image][model]`. Each image is given as its tensors, one per distinct input spec.
+    /// The worker knows nothing of files: the pipeline pairs the scores with their rows.
+    pub fn score_batch(&mut self, images: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<f32>>, InferError> {
+        let n = images.len();
         for (spec, buf) in self.buffers.iter_mut().enumerate() {
             buf.clear();
-            for item in &batch {
-                buf.extend_from_slice(&item.tensors[spec]);
+            for tensors in images {
+                buf.extend_from_slice(&tensors[spec]);
             }
         }
-        let mut scores: Vec<Vec<f32>> = Vec::with_capacity(self.sessions.len());
+        let mut per_model: Vec<Vec<f32>> = Vec::with_capacity(self.sessions.len());
         for session in &mut self.sessions {
-            match session.score(n, &self.buffers[session.spec_index]) {
-                Ok(s) => scores.push(s),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    let msg = e.to_string();
-                    return batch
-                        .into_iter()
-                        .map(|p| Verdict::failed(p.meta, Status::InferenceError, msg.clone()))
-                        .collect();
-                }
-            }
+            per_model.push(session.score(n, &self.buffers[session.spec_index])?);
         }
-        batch
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| Verdict::scored(p.meta, scores.iter().map(|s| s[i]).collect()))
-            .collect()
+        Ok((0..n)
+            .map(|i| per_model.iter().map(|s| s[i]).collect())
+            .collect())
     }
 }
 

@@ -229,16 +229,7 @@ impl Pipeline {
             let (batch_rx, verdict_tx, clock) =
                 (batch_rx.clone(), verdict_tx.clone(), clock.clone());
             tasks.push(tokio::task::spawn_blocking(move || {
-                while let Ok(batch) = batch_rx.recv_blocking() {
-                    let t = Instant::now();
-                    let verdicts = worker.run_batch(batch);
-                    clock.add(Stage::Infer, t.elapsed());
-                    for v in verdicts {
-                        if verdict_tx.send_blocking(v).is_err() {
-                            return;
-                        }
-                    }
-                }
+                infer_loop(&mut worker, &batch_rx, &verdict_tx, &clock)
             }));
         }
         drop((batch_rx, verdict_tx));
@@ -327,6 +318,45 @@ fn prepare(
     match tensors {
         Ok(tensors) => Decoded::Ready(Prepared { meta, tensors }),
         Err(e) => Decoded::Done(Verdict::failed(meta, Status::DecodeError, e.to_string())),
+    }
+}
+
+fn infer_loop(
+    worker: &mut Worker,
+    batches: &Receiver<Vec<Prepared>>,
+    done: &Sender<Verdict>,
+    clock: &StageClock,
+) {
+    while let Ok(batch) = batches.recv_blocking() {
+        let (metas, images): (Vec<FileMeta>, Vec<Vec<Vec<f32>>>) =
+            batch.into_iter().map(|p| (p.meta, p.tensors)).unzip();
+        let t = Instant::now();
+        let scores = worker.score_batch(&images);
+        clock.add(Stage::Infer, t.elapsed());
+        for v in rows(metas, scores) {
+            if done.send_blocking(v).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One row per file of a batch: scored, or with the batch's inference error.
+fn rows(metas: Vec<FileMeta>, scores: Result<Vec<Vec<f32>>, InferError>) -> Vec<Verdict> {
+    match scores {
+        Ok(scores) => metas
+            .into_iter()
+            .zip(scores)
+            .map(|(meta, s)| Verdict::scored(meta, s))
+            .collect(),
+        Err(e) => {
+            tracing::warn!("{e}");
+            let msg = e.to_string();
+            metas
+                .into_iter()
+                .map(|meta| Verdict::failed(meta, Status::InferenceError, msg.clone()))
+                .collect()
+        }
     }
 }
 
