@@ -28,6 +28,8 @@ pub enum InferError {
         batch: usize,
         reason: String,
     },
+    #[error("inference panicked on this file's batch: {0}")]
+    Panicked(String),
 }
 
 /// How sessions are made.

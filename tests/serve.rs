@@ -21,11 +21,16 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let model = tiny_model();
         args.extend(model.iter().map(String::as_str));
         let mut child = synthscan(&args)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start synthscan serve");
@@ -528,4 +533,55 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(TcpStream::connect(server.addr).is_err());
+}
+
+/// Waits for the server to exit on its own after SIGTERM.
+fn exits_after_sigterm(server: &mut Server) -> std::process::ExitStatus {
+    server.terminate();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn panics_in_decode_and_inference_become_rows_and_the_server_stays_healthy() {
+    let png = |w| image_bytes(w, 40, image::ImageFormat::Png);
+    let (a, boom, c) = (png(40), png(41), png(42));
+    let files: [(&str, &[u8]); 3] = [("a.png", &a), ("boom.png", &boom), ("c.png", &c)];
+    for (site, status) in [("decode", "decode_error"), ("infer", "inference_error")] {
+        let inject = format!("{site}:boom");
+        let mut server =
+            Server::start_with_env(&["-b", "1"], &[("SYNTHSCAN_TEST_INJECT_PANIC", &inject)]);
+        let rows = server.upload(&files).rows();
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r["path"].as_str().unwrap(), r["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [("a.png", "ok"), ("boom.png", status), ("c.png", "ok")]
+        );
+        assert!(
+            rows[1]["error"].as_str().unwrap().contains("panicked"),
+            "{}",
+            rows[1]
+        );
+        let health = server.get("/healthz");
+        assert_eq!(health.status, 200);
+        assert_eq!(health.json()["status"], "ok");
+        // The workers that panicked still serve.
+        assert_eq!(
+            server.upload(&[("again.png", &a)]).rows()[0]["status"],
+            "ok"
+        );
+        assert!(exits_after_sigterm(&mut server).success());
+    }
 }
