@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::{build_pipeline, stop_on_signal, BatchSize, ModelOptions, PipelineOptions};
+use super::{build_pipeline, stop_on_signal, usage, BatchSize, ModelOptions, PipelineOptions};
 use crate::serve::upload::UploadLimits;
 use crate::serve::{self, ServeConfig};
 
@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// size limits.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub max_concurrent: usize,
+    /// Seconds a request waits for one of those slots before it is answered 429 Too Many
+    /// Requests, with a Retry-After header.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub max_wait: f64,
     /// Decode every JPEG at full size (see `scan --help`).
     #[arg(long)]
     pub full_decode: bool,
@@ -80,6 +84,8 @@ pub fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode> {
             max_unzipped_bytes: args.max_unzipped_mb.saturating_mul(MIB),
         },
         upload_slots: args.max_concurrent,
+        slot_wait: Duration::try_from_secs_f64(args.max_wait)
+            .map_err(|_| usage(format!("--max-wait {} is not a duration", args.max_wait)))?,
         keep: args.keep,
         max_batches: args.keep_batches,
         batch_ttl: Duration::from_secs(args.keep_minutes.saturating_mul(60)),
