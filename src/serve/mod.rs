@@ -181,7 +181,6 @@ fn models_json(pipeline: &Pipeline, table: &Table) -> serde_json::Value {
         .manifests()
         .zip(table.models())
         .map(|(m, col)| {
-            let stem = col.column_stem();
             json!({
                 "name": col.name,
                 "version": col.version,
@@ -190,8 +189,8 @@ fn models_json(pipeline: &Pipeline, table: &Table) -> serde_json::Value {
                 "labels": m.labels,
                 "threshold": col.threshold,
                 "precision": col.precision,
-                "score_column": format!("score_{stem}"),
-                "label_column": format!("label_{stem}"),
+                "score_column": col.score_column(),
+                "label_column": col.label_column(),
             })
         })
         .collect();
