@@ -14,7 +14,7 @@ use clap::Args;
 use super::{build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions};
 use crate::pipeline::{Observer, Source};
 use crate::sink::rolling::{self, RollPolicy, RollingSink};
-use crate::source::watch::{self, WatchOptions};
+use crate::source::watch::{self, read_ledger, WatchOptions};
 use crate::verdict::{now_ms, Status, Table};
 
 #[derive(Debug, Args)]
@@ -89,7 +89,7 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
     if stale > 0 {
         tracing::info!("removed {stale} unfinished part(s) left by an earlier run");
     }
-    let (scored, parts) = rolling::read_ledger(&out).context("reading the finished parts")?;
+    let (scored, parts) = read_ledger(&out).context("reading the finished parts")?;
     tracing::info!(
         "{} file version(s) already scored in {parts} part(s) of {}",
         scored.len(),
