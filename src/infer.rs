@@ -12,7 +12,8 @@ use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorRef};
 
 use crate::device::{Device, GpuOptions};
-use crate::manifest::{ManifestError, ModelEntry, OutputKind};
+use crate::manifest::{InputSpec, ManifestError, ModelEntry, OutputKind};
+use crate::preprocess::distinct_specs;
 use crate::runtime::Runtime;
 use crate::verdict::ModelColumn;
 
@@ -330,9 +331,35 @@ fn softmax_at(row: &[f32], index: usize) -> f32 {
 #[derive(Debug, Clone)]
 pub struct ModelSet {
     pub entries: Vec<ModelEntry>,
+    /// The distinct input specs: one tensor per file for each.
+    pub specs: Vec<InputSpec>,
     /// For each entry, the index of its input spec among the distinct ones.
     pub spec_index: Vec<usize>,
     pub columns: Vec<ModelColumn>,
+}
+
+impl ModelSet {
+    /// The models in column order, each with its manifest's threshold unless `threshold`
+    /// overrides them all. The distinct input specs are worked out here, once, for the decode
+    /// stage and the sessions alike.
+    pub fn new(entries: Vec<ModelEntry>, threshold: Option<f32>) -> Self {
+        let (specs, spec_index) = distinct_specs(entries.iter().map(|e| &e.manifest.input));
+        let columns = entries
+            .iter()
+            .map(|e| ModelColumn {
+                name: e.manifest.name.clone(),
+                version: e.manifest.version.clone(),
+                threshold: threshold.unwrap_or(e.manifest.threshold),
+                precision: "fp32".into(),
+            })
+            .collect();
+        ModelSet {
+            entries,
+            specs,
+            spec_index,
+            columns,
+        }
+    }
 }
 
 /// Scores batches with every model; owned by one inference thread.

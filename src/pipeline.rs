@@ -202,8 +202,7 @@ impl Pipeline {
             })
         };
 
-        let (specs, _) =
-            crate::preprocess::distinct_specs(models.entries.iter().map(|e| &e.manifest.input));
+        let specs = models.specs.clone();
         let min_side = config
             .reduced_decode
             .then(|| decode::reduced_min_side(&specs));
