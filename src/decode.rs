@@ -309,6 +309,18 @@ mod tests {
     }
 
     #[test]
+    fn a_camera_jpeg_cut_in_half_is_a_decode_error_not_grey_filler() {
+        // Its EXIF thumbnail, whole, sits before the cut.
+        let full = include_bytes!("../tests/fixtures/camera/Canon_40D.jpg");
+        let mut meta = FileMeta::default();
+        decode_bytes(full, &Limits::default(), None, &mut meta).unwrap();
+        let err =
+            decode_bytes(&full[..full.len() / 2], &Limits::default(), None, &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::DecodeError, "{err}");
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
     fn refuses_oversize_images_from_the_header() {
         let limits = Limits {
             max_pixels: 100,

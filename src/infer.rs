@@ -12,10 +12,10 @@ use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorRef};
 
 use crate::device::{Device, GpuOptions};
-use crate::manifest::{ManifestError, ModelEntry, OutputKind};
-use crate::preprocess::Prepared;
+use crate::manifest::{InputSpec, ManifestError, ModelEntry, OutputKind, ThresholdChoice};
+use crate::preprocess::distinct_specs;
 use crate::runtime::Runtime;
-use crate::verdict::{ModelColumn, Status, Verdict};
+use crate::verdict::ModelColumn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
@@ -29,6 +29,8 @@ pub enum InferError {
         batch: usize,
         reason: String,
     },
+    #[error("inference panicked on this file's batch: {0}")]
+    Panicked(String),
 }
 
 /// How sessions are made.
@@ -329,9 +331,40 @@ fn softmax_at(row: &[f32], index: usize) -> f32 {
 #[derive(Debug, Clone)]
 pub struct ModelSet {
     pub entries: Vec<ModelEntry>,
+    /// The distinct input specs: one tensor per file for each.
+    pub specs: Vec<InputSpec>,
     /// For each entry, the index of its input spec among the distinct ones.
     pub spec_index: Vec<usize>,
     pub columns: Vec<ModelColumn>,
+}
+
+impl ModelSet {
+    /// The models in column order, each with the threshold `thresholds` picks for it. The
+    /// distinct input specs are worked out here, once, for the decode stage and the sessions
+    /// alike.
+    pub fn new(
+        entries: Vec<ModelEntry>,
+        thresholds: ThresholdChoice,
+    ) -> Result<Self, ManifestError> {
+        let (specs, spec_index) = distinct_specs(entries.iter().map(|e| &e.manifest.input));
+        let columns = entries
+            .iter()
+            .map(|e| {
+                Ok(ModelColumn {
+                    name: e.manifest.name.clone(),
+                    version: e.manifest.version.clone(),
+                    threshold: thresholds.for_model(&e.manifest)?,
+                    precision: "fp32".into(),
+                })
+            })
+            .collect::<Result<_, ManifestError>>()?;
+        Ok(ModelSet {
+            entries,
+            specs,
+            spec_index,
+            columns,
+        })
+    }
 }
 
 /// Scores batches with every model; owned by one inference thread.
@@ -382,46 +415,41 @@ impl Worker {
         self.sessions.iter().map(|s| s.precision.clone()).collect()
     }
 
-    /// One verdict per prepared image: scored, or with an inference error naming the model.
+    /// Every model's probability of AI-generated for each image of a batch, as
+    /// `scores[image][model]`. Each image is given as its tensors, one per distinct input spec.
+    /// The worker knows nothing of files: the pipeline pairs the scores with their rows.
     /// An image cut into several crops is several inputs; its score is their mean.
-    pub fn run_batch(&mut self, batch: Vec<Prepared>) -> Vec<Verdict> {
+    pub fn score_batch(&mut self, images: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<f32>>, InferError> {
+        let n = images.len();
         for (spec, buf) in self.buffers.iter_mut().enumerate() {
             buf.clear();
-            for item in &batch {
-                buf.extend_from_slice(&item.tensors[spec]);
+            for tensors in images {
+                buf.extend_from_slice(&tensors[spec]);
             }
         }
-        let mut scores: Vec<Vec<f32>> = Vec::with_capacity(self.sessions.len());
+        let mut per_model: Vec<Vec<f32>> = Vec::with_capacity(self.sessions.len());
         for session in &mut self.sessions {
             let input = &self.buffers[session.spec_index];
             let per_input = 3 * session.height * session.width;
-            match session.score(input.len() / per_input, input) {
-                Ok(s) => scores.push(mean_per_image(&s, &batch, session.spec_index, per_input)),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    let msg = e.to_string();
-                    return batch
-                        .into_iter()
-                        .map(|p| Verdict::failed(p.meta, Status::InferenceError, msg.clone()))
-                        .collect();
-                }
-            }
+            let scores = session.score(input.len() / per_input, input)?;
+            per_model.push(mean_per_image(
+                &scores,
+                images
+                    .iter()
+                    .map(|t| t[session.spec_index].len() / per_input),
+            ));
         }
-        batch
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| Verdict::scored(p.meta, scores.iter().map(|s| s[i]).collect()))
-            .collect()
+        Ok((0..n)
+            .map(|i| per_model.iter().map(|s| s[i]).collect())
+            .collect())
     }
 }
 
-/// Per-input scores folded back to one per image, in batch order.
-fn mean_per_image(scores: &[f32], batch: &[Prepared], spec: usize, per_input: usize) -> Vec<f32> {
+/// Per-input scores folded back to one per image, given each image's number of inputs.
+fn mean_per_image(scores: &[f32], counts: impl Iterator<Item = usize>) -> Vec<f32> {
     let mut at = 0;
-    batch
-        .iter()
-        .map(|item| {
-            let n = item.tensors[spec].len() / per_input;
+    counts
+        .map(|n| {
             let mean = scores[at..at + n].iter().sum::<f32>() / n as f32;
             at += n;
             mean
@@ -432,6 +460,15 @@ fn mean_per_image(scores: &[f32], batch: &[Prepared], spec: usize, per_input: us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crops_of_one_image_are_averaged() {
+        let scores = [0.2, 0.4, 0.9, 0.1, 0.3, 0.5, 0.7];
+        let got = mean_per_image(&scores, [2, 1, 4].into_iter());
+        assert_eq!(got.len(), 3);
+        assert!((got[0] - 0.3).abs() < 1e-6 && (got[1] - 0.9).abs() < 1e-6);
+        assert!((got[2] - 0.4).abs() < 1e-6);
+    }
 
     #[test]
     fn softmax_is_a_probability() {

@@ -31,50 +31,99 @@ pub fn estimate_quality(bytes: &[u8]) -> Option<u8> {
     Some(quality.round().clamp(1.0, 100.0) as u8)
 }
 
-/// Whether the file holds an end-of-image marker after its first scan. Decoders fill a truncated
-/// JPEG with grey and report success; a score on such an image would describe the filler.
-/// `FF D9` cannot occur inside entropy-coded data (an `FF` there is always followed by `00`), so
-/// any `FF D9` after the start of scan marks the end, even with a trailer appended after it.
+/// Whether the file holds an end-of-image marker after the image's own first scan. Decoders fill
+/// a truncated JPEG with grey and report success; a score on such an image would describe the
+/// filler. The first scan is found by walking the header's segments: camera files carry an EXIF
+/// thumbnail inside APP1, with its own start-of-scan and end-of-image, which a plain search for
+/// `FF DA` would take for the image's. `FF D9` cannot occur inside entropy-coded data (an `FF`
+/// there is always followed by `00`), so any `FF D9` after the start of scan marks the end, even
+/// with a trailer appended after it.
 pub fn is_complete(bytes: &[u8]) -> bool {
-    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else {
+    let Some(scan) = Segments::new(bytes).find(|s| s.marker == SOS) else {
         return false;
     };
-    bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
+    bytes[scan.end..].windows(2).any(|w| w == [0xFF, EOI])
 }
 
 /// The 64 entries of quantization table 0, read from the DQT segments before the first SOS.
 fn luminance_table(bytes: &[u8]) -> Option<[u16; 64]> {
-    if bytes.get(..2)? != [0xFF, 0xD8] {
-        return None;
+    Segments::new(bytes)
+        .take_while(|s| s.marker != SOS)
+        .filter(|s| s.marker == DQT)
+        .find_map(|s| table_zero(s.payload))
+}
+
+const SOS: u8 = 0xDA;
+const EOI: u8 = 0xD9;
+const DQT: u8 = 0xDB;
+
+/// One marker segment of the header: its marker, its payload, and where it ends in the file.
+struct Segment<'a> {
+    marker: u8,
+    payload: &'a [u8],
+    end: usize,
+}
+
+/// The header's marker segments from the start of image up to and including the first
+/// start-of-scan, each skipped by its length (so whatever an APPn payload holds is never read as
+/// markers). Ends early at anything malformed: no start of image, bytes that are not a marker,
+/// an end of image before any scan, or a segment cut short.
+struct Segments<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> Segments<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        let done = bytes.get(..2) != Some(&[0xFF, 0xD8][..]);
+        Segments {
+            bytes,
+            pos: 2,
+            done,
+        }
     }
-    let mut pos = 2;
-    while pos + 4 <= bytes.len() {
-        if bytes[pos] != 0xFF {
-            return None;
-        }
-        let marker = bytes[pos + 1];
-        // Fill bytes and standalone markers carry no length.
-        if marker == 0xFF {
-            pos += 1;
-            continue;
-        }
-        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
-            pos += 2;
-            continue;
-        }
-        if marker == 0xDA || marker == 0xD9 {
-            return None;
-        }
-        let len = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
-        let segment = bytes.get(pos + 4..pos + 2 + len)?;
-        if marker == 0xDB {
-            if let Some(t) = table_zero(segment) {
-                return Some(t);
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = Segment<'a>;
+
+    fn next(&mut self) -> Option<Segment<'a>> {
+        let bytes = self.bytes;
+        while !self.done && self.pos + 4 <= bytes.len() {
+            let pos = self.pos;
+            if bytes[pos] != 0xFF {
+                break;
             }
+            let marker = bytes[pos + 1];
+            // Fill bytes and standalone markers carry no length.
+            if marker == 0xFF {
+                self.pos += 1;
+                continue;
+            }
+            if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+                self.pos += 2;
+                continue;
+            }
+            if marker == EOI {
+                break;
+            }
+            let len = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+            // The length counts its own two bytes.
+            let Some(payload) = bytes.get(pos + 4..pos + 2 + len).filter(|_| len >= 2) else {
+                break;
+            };
+            self.pos = pos + 2 + len;
+            self.done = marker == SOS;
+            return Some(Segment {
+                marker,
+                payload,
+                end: self.pos,
+            });
         }
-        pos += 2 + len;
+        self.done = true;
+        None
     }
-    None
 }
 
 /// A DQT segment may hold several tables: each is one byte of precision/id, then 64 entries of
@@ -132,6 +181,54 @@ mod tests {
         assert!(!is_complete(&full[..full.len() / 2]));
         full.extend_from_slice(b"appended trailer");
         assert!(is_complete(&full));
+    }
+
+    /// Camera files with an EXIF thumbnail in APP1 (see tests/fixtures/camera/README.md).
+    const CAMERA: [(&str, &[u8]); 3] = [
+        (
+            "Canon_40D",
+            include_bytes!("../tests/fixtures/camera/Canon_40D.jpg"),
+        ),
+        (
+            "Canon_DIGITAL_IXUS_400",
+            include_bytes!("../tests/fixtures/camera/Canon_DIGITAL_IXUS_400.jpg"),
+        ),
+        (
+            "Nikon_D70",
+            include_bytes!("../tests/fixtures/camera/Nikon_D70.jpg"),
+        ),
+    ];
+
+    fn find(bytes: &[u8], pattern: [u8; 2], from: usize) -> usize {
+        from + bytes[from..].windows(2).position(|w| w == pattern).unwrap()
+    }
+
+    #[test]
+    fn camera_jpegs_cut_anywhere_after_their_thumbnail_are_incomplete() {
+        for (name, full) in CAMERA {
+            assert!(is_complete(full), "{name} whole");
+            // The thumbnail's own start of scan and end of image come before the image's.
+            let thumb = find(full, [0xFF, 0xD8], 2);
+            let thumb_end = find(full, [0xFF, 0xD9], thumb) + 2;
+            let scan = Segments::new(full).find(|s| s.marker == SOS).unwrap().end;
+            assert!(
+                thumb_end < scan,
+                "{name}: the fixture has a thumbnail before its scan"
+            );
+            let cuts = [
+                ("inside the thumbnail", thumb + 40),
+                ("right after the thumbnail", thumb_end),
+                ("before the scan", scan - 1),
+                ("at the start of the scan", scan),
+                ("halfway", full.len() / 2),
+                ("one byte short", full.len() - 1),
+            ];
+            for (at, cut) in cuts {
+                assert!(!is_complete(&full[..cut]), "{name} cut {at} ({cut} bytes)");
+            }
+            // The thumbnail does not stand in for the image's quantization tables either.
+            assert_eq!(estimate_quality(full), estimate_quality(&full[..scan]));
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod contain;
 pub mod decode;
 pub mod device;
 pub mod infer;

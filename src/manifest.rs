@@ -30,6 +30,12 @@ pub enum ManifestError {
     },
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
+    #[error("--max-fpr {max_fpr}: model {name} has no operating point for it (measured: {known}); use --threshold instead")]
+    NoOperatingPoint {
+        name: String,
+        max_fpr: f32,
+        known: String,
+    },
     #[error("{path} does not match its manifest: sha256 is {actual}, the manifest says {expected}. The file is damaged or is a placeholder (e.g. a Git LFS pointer); fetch it again")]
     Checksum {
         path: PathBuf,
@@ -209,6 +215,41 @@ impl Manifest {
             .iter()
             .find(|p| (p.max_fpr - max_fpr).abs() < 1e-6)
             .map(|p| p.threshold)
+    }
+}
+
+/// How each model's threshold is chosen: `threshold` for every model, else each model's
+/// operating point for `max_fpr`, else each model's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ThresholdChoice {
+    pub threshold: Option<f32>,
+    pub max_fpr: Option<f32>,
+}
+
+impl ThresholdChoice {
+    pub fn for_model(&self, manifest: &Manifest) -> Result<f32, ManifestError> {
+        if let Some(t) = self.threshold {
+            return Ok(t);
+        }
+        let Some(max_fpr) = self.max_fpr else {
+            return Ok(manifest.threshold);
+        };
+        manifest
+            .threshold_at(max_fpr)
+            .ok_or_else(|| ManifestError::NoOperatingPoint {
+                name: manifest.name.clone(),
+                max_fpr,
+                known: if manifest.operating_points.is_empty() {
+                    "none".into()
+                } else {
+                    let known: Vec<String> = manifest
+                        .operating_points
+                        .iter()
+                        .map(|p| p.max_fpr.to_string())
+                        .collect();
+                    known.join(", ")
+                },
+            })
     }
 }
 
@@ -405,6 +446,13 @@ mod tests {
         assert_eq!(entry.manifest.input.inputs_per_image(), 4);
         assert_eq!(entry.manifest.threshold_at(0.05), Some(0.7));
         assert_eq!(entry.manifest.threshold_at(0.10), None);
+        let pick =
+            |threshold, max_fpr| ThresholdChoice { threshold, max_fpr }.for_model(&entry.manifest);
+        assert_eq!(pick(None, None).unwrap(), 0.5);
+        assert_eq!(pick(None, Some(0.01)).unwrap(), 0.9);
+        assert_eq!(pick(Some(0.3), Some(0.01)).unwrap(), 0.3);
+        let err = pick(None, Some(0.10)).unwrap_err().to_string();
+        assert!(err.contains("0.01, 0.05"), "{err}");
 
         m["input"]["crop"] = serde_json::json!({"tiles": 0});
         std::fs::write(&path, m.to_string()).unwrap();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_channel::{bounded, Receiver, Sender};
 
+use crate::contain;
 use crate::decode::{self, Limits};
 use crate::device::Device;
 use crate::infer::{InferError, ModelSet, SessionConfig, Worker};
@@ -43,6 +44,9 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error("a pipeline stage failed: {0}")]
     Join(String),
+    /// The invariant broke: some file left without its row. Never expected; loud if it happens.
+    #[error("{candidates} files were found but {rows} rows were written: rows were lost")]
+    Lost { candidates: u64, rows: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -198,8 +202,7 @@ impl Pipeline {
             })
         };
 
-        let (specs, _) =
-            crate::preprocess::distinct_specs(models.entries.iter().map(|e| &e.manifest.input));
+        let specs = models.specs.clone();
         let min_side = config
             .reduced_decode
             .then(|| decode::reduced_min_side(&specs))
@@ -230,16 +233,7 @@ impl Pipeline {
             let (batch_rx, verdict_tx, clock) =
                 (batch_rx.clone(), verdict_tx.clone(), clock.clone());
             tasks.push(tokio::task::spawn_blocking(move || {
-                while let Ok(batch) = batch_rx.recv_blocking() {
-                    let t = Instant::now();
-                    let verdicts = worker.run_batch(batch);
-                    clock.add(Stage::Infer, t.elapsed());
-                    for v in verdicts {
-                        if verdict_tx.send_blocking(v).is_err() {
-                            return;
-                        }
-                    }
-                }
+                infer_loop(&mut worker, &batch_rx, &verdict_tx, &clock)
             }));
         }
         drop((batch_rx, verdict_tx));
@@ -252,14 +246,24 @@ impl Pipeline {
             })
         };
 
+        // The collector ends last when all goes well (its input closes once every stage before
+        // it is done), and first when it fails: then the run fails at once, and the stages
+        // before it wind down as their sends fail, instead of the run waiting on a source that
+        // may never end by itself (serve's).
         let join = |e: tokio::task::JoinError| PipelineError::Join(e.to_string());
+        let mut summary = collector.await.map_err(join)??;
         source_task.await.map_err(join)?;
         batcher.await.map_err(join)?;
         for t in tasks {
             t.await.map_err(join)?;
         }
-        let mut summary = collector.await.map_err(join)??;
         summary.candidates = discovered.load(Ordering::Relaxed);
+        if summary.rows != summary.candidates {
+            return Err(PipelineError::Lost {
+                candidates: summary.candidates,
+                rows: summary.rows,
+            });
+        }
         summary.wall = started.elapsed();
         summary.stages = clock.snapshot();
         summary.decode_threads = config.decode_threads;
@@ -290,7 +294,7 @@ fn decode_loop(
 ) {
     let mut pre = Preprocessor::new(specs);
     while let Ok(candidate) = input.recv_blocking() {
-        let sent = match prepare(candidate, decode, &mut pre, clock) {
+        let sent = match prepare(candidate, decode, &mut pre, specs, clock) {
             Decoded::Ready(p) => prepared.send_blocking(p).is_ok(),
             Decoded::Done(v) => done.send_blocking(v).is_ok(),
         };
@@ -304,6 +308,7 @@ fn prepare(
     candidate: Candidate,
     settings: &DecodeSettings,
     pre: &mut Preprocessor,
+    specs: &[crate::manifest::InputSpec],
     clock: &StageClock,
 ) -> Decoded {
     let mut meta = FileMeta::new(candidate.path.to_string_lossy().into_owned());
@@ -311,23 +316,78 @@ fn prepare(
     if let Some(defect) = candidate.defect {
         return Decoded::Done(Verdict::failed(meta, defect.status, defect.message));
     }
-    let t = Instant::now();
-    let (limits, min_side) = (&settings.limits, settings.min_side);
-    let image = match &candidate.content {
-        Some(upload) => decode::decode_file_bytes(&upload.bytes, limits, min_side, &mut meta),
-        None => decode::decode_file(&candidate.path, limits, min_side, &mut meta),
-    };
-    clock.add(Stage::Decode, t.elapsed());
-    let image = match image {
-        Ok(image) => image,
-        Err(e) => return Decoded::Done(Verdict::failed(meta, e.status(), e.to_string())),
-    };
-    let t = Instant::now();
-    let tensors = pre.prepare(&image);
-    clock.add(Stage::Resize, t.elapsed());
-    match tensors {
-        Ok(tensors) => Decoded::Ready(Prepared { meta, tensors }),
-        Err(e) => Decoded::Done(Verdict::failed(meta, Status::DecodeError, e.to_string())),
+    // A decoder or the resizer panicking on this file's bytes costs this file's row, not the
+    // worker: the row says so, and the next file gets a fresh preprocessor.
+    let step = std::cell::Cell::new("decoding");
+    let outcome = contain::run(|| {
+        contain::inject(contain::Site::Decode, [meta.path.as_str()]);
+        let t = Instant::now();
+        let (limits, min_side) = (&settings.limits, settings.min_side);
+        let image = match &candidate.content {
+            Some(upload) => decode::decode_file_bytes(&upload.bytes, limits, min_side, &mut meta),
+            None => decode::decode_file(&candidate.path, limits, min_side, &mut meta),
+        };
+        clock.add(Stage::Decode, t.elapsed());
+        let image = image.map_err(|e| (e.status(), e.to_string()))?;
+        step.set("resizing");
+        let t = Instant::now();
+        let tensors = pre.prepare(&image);
+        clock.add(Stage::Resize, t.elapsed());
+        tensors.map_err(|e| (Status::DecodeError, e.to_string()))
+    });
+    match outcome {
+        Ok(Ok(tensors)) => Decoded::Ready(Prepared { meta, tensors }),
+        Ok(Err((status, message))) => Decoded::Done(Verdict::failed(meta, status, message)),
+        Err(panic) => {
+            *pre = Preprocessor::new(specs);
+            let message = format!("panicked while {}: {panic}", step.get());
+            tracing::error!("{}: {message}", meta.path);
+            Decoded::Done(Verdict::failed(meta, Status::DecodeError, message))
+        }
+    }
+}
+
+fn infer_loop(
+    worker: &mut Worker,
+    batches: &Receiver<Vec<Prepared>>,
+    done: &Sender<Verdict>,
+    clock: &StageClock,
+) {
+    while let Ok(batch) = batches.recv_blocking() {
+        let (metas, images): (Vec<FileMeta>, Vec<Vec<Vec<f32>>>) =
+            batch.into_iter().map(|p| (p.meta, p.tensors)).unzip();
+        let t = Instant::now();
+        // A panic in a session costs this batch's scores, not the worker.
+        let scores = contain::run(|| {
+            contain::inject(contain::Site::Infer, metas.iter().map(|m| m.path.as_str()));
+            worker.score_batch(&images)
+        })
+        .unwrap_or_else(|panic| Err(InferError::Panicked(panic.to_string())));
+        clock.add(Stage::Infer, t.elapsed());
+        for v in rows(metas, scores) {
+            if done.send_blocking(v).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One row per file of a batch: scored, or with the batch's inference error.
+fn rows(metas: Vec<FileMeta>, scores: Result<Vec<Vec<f32>>, InferError>) -> Vec<Verdict> {
+    match scores {
+        Ok(scores) => metas
+            .into_iter()
+            .zip(scores)
+            .map(|(meta, s)| Verdict::scored(meta, s))
+            .collect(),
+        Err(e) => {
+            tracing::warn!("{e}");
+            let msg = e.to_string();
+            metas
+                .into_iter()
+                .map(|meta| Verdict::failed(meta, Status::InferenceError, msg.clone()))
+                .collect()
+        }
     }
 }
 
@@ -361,6 +421,7 @@ fn collect(
                 continue;
             }
         };
+        contain::inject(contain::Site::Collect, [v.meta.path.as_str()]);
         summary.record(&table, &v);
         observer(&v, discovered.load(Ordering::Relaxed));
         group.push(v);

@@ -12,6 +12,8 @@ use arrow::datatypes::{TimestampMillisecondType, UInt8Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
+use crate::verdict::column;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("{0}: no such file or folder")]
@@ -122,24 +124,28 @@ fn add_batch(
             .and_then(|c| c.as_string_opt::<i32>())
             .ok_or_else(|| schema_err(name))
     };
-    let path = strings("path")?;
-    let status = strings("status")?;
-    let label = strings("label")?;
-    let format = strings("format")?;
+    let path = strings(column::PATH)?;
+    let status = strings(column::STATUS)?;
+    let label = strings(column::LABEL)?;
+    let format = strings(column::FORMAT)?;
     let quality = batch
-        .column_by_name("jpeg_quality")
+        .column_by_name(column::JPEG_QUALITY)
         .and_then(|c| c.as_primitive_opt::<UInt8Type>())
-        .ok_or_else(|| schema_err("jpeg_quality"))?;
+        .ok_or_else(|| schema_err(column::JPEG_QUALITY))?;
     let scanned = batch
-        .column_by_name("scanned_at")
+        .column_by_name(column::SCANNED_AT)
         .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-        .ok_or_else(|| schema_err("scanned_at"))?;
+        .ok_or_else(|| schema_err(column::SCANNED_AT))?;
     let model_labels: Vec<(String, &arrow::array::StringArray)> = batch
         .schema()
         .fields()
         .iter()
-        .filter_map(|f| f.name().strip_prefix("label_").map(str::to_string))
-        .map(|m| Ok((m.clone(), strings(&format!("label_{m}"))?)))
+        .filter_map(|f| {
+            f.name()
+                .strip_prefix(column::LABEL_PREFIX)
+                .map(str::to_string)
+        })
+        .map(|m| Ok((m.clone(), strings(&format!("{}{m}", column::LABEL_PREFIX))?)))
         .collect::<Result<_, ReportError>>()?;
 
     for i in 0..batch.num_rows() {

@@ -159,10 +159,38 @@ impl ModelColumn {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect()
     }
+
+    /// The name of this model's score column.
+    pub fn score_column(&self) -> String {
+        format!("{}{}", column::SCORE_PREFIX, self.column_stem())
+    }
+
+    /// The name of this model's label column.
+    pub fn label_column(&self) -> String {
+        format!("{}{}", column::LABEL_PREFIX, self.column_stem())
+    }
 }
 
 pub const REAL: &str = "real";
 pub const FAKE: &str = "fake";
+
+/// The names of the columns that readers of a verdict dataset look up (the watch ledger,
+/// `report`, the API's model list), so that they are spelled in one place; a test checks them
+/// against the schema of [`Table::new`].
+pub mod column {
+    pub const PATH: &str = "path";
+    pub const SIZE_BYTES: &str = "size_bytes";
+    pub const MODIFIED: &str = "modified";
+    pub const FORMAT: &str = "format";
+    pub const JPEG_QUALITY: &str = "jpeg_quality";
+    pub const LABEL: &str = "label";
+    pub const STATUS: &str = "status";
+    pub const SCANNED_AT: &str = "scanned_at";
+    /// Before a model's column stem: its score column.
+    pub const SCORE_PREFIX: &str = "score_";
+    /// Before a model's column stem: its label column.
+    pub const LABEL_PREFIX: &str = "label_";
+}
 
 /// The columns of a verdict dataset for a given set of models.
 #[derive(Debug, Clone)]
@@ -368,5 +396,29 @@ mod tests {
         assert_eq!(col("status").as_string::<i32>().value(1), "decode_error");
         assert_eq!(col("error").as_string::<i32>().value(1), "bad");
         assert_eq!(col("models").as_string::<i32>().value(1), "a-b@1,c@1");
+    }
+
+    #[test]
+    fn the_exported_column_names_are_in_the_schema() {
+        let m = model("a-b", 0.5);
+        let table = Table::new(vec![m.clone()]);
+        let schema = table.schema();
+        let named = [
+            column::PATH,
+            column::SIZE_BYTES,
+            column::MODIFIED,
+            column::FORMAT,
+            column::JPEG_QUALITY,
+            column::LABEL,
+            column::STATUS,
+            column::SCANNED_AT,
+        ];
+        for name in named
+            .iter()
+            .copied()
+            .chain([m.score_column().as_str(), m.label_column().as_str()])
+        {
+            assert!(schema.field_with_name(name).is_ok(), "{name}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use synthscan::pipeline::{Pipeline, PipelineConfig, Source};
 use synthscan::runtime::Runtime;
 use synthscan::sink::{self, Format};
 use synthscan::source::walk::{walk, WalkOptions};
-use synthscan::verdict::{ModelColumn, Table};
+use synthscan::verdict::Table;
 
 fn corpus(dir: &Path, n: u32) {
     for i in 0..n {
@@ -40,17 +40,7 @@ fn scores(path: &Path) -> BTreeMap<String, (String, Option<f32>)> {
 fn scan_with(input: &Path, out: &Path, devices: Vec<Device>, sessions: usize, manifest: &Path) {
     let runtime = Runtime::load(None, false).expect("ONNX Runtime (scripts/install-ort)");
     let entry = synthscan::manifest::load(manifest).unwrap();
-    let columns = vec![ModelColumn {
-        name: entry.manifest.name.clone(),
-        version: entry.manifest.version.clone(),
-        threshold: entry.manifest.threshold,
-        precision: "fp32".into(),
-    }];
-    let models = ModelSet {
-        entries: vec![entry],
-        spec_index: vec![0],
-        columns,
-    };
+    let models = ModelSet::new(vec![entry], Default::default()).unwrap();
     let mut config = PipelineConfig::for_cores(1);
     config.devices = devices;
     config.sessions_per_device = sessions;

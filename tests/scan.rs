@@ -50,6 +50,14 @@ fn fixture_set(dir: &Path) -> BTreeMap<String, &'static str> {
     bad("noise.png", &pseudo_random_bytes(4096), "unsupported");
     let jpeg = std::fs::read(dir.join("photo.jpg")).unwrap();
     bad("truncated.jpg", &jpeg[..jpeg.len() / 3], "decode_error");
+    // A camera file whose EXIF thumbnail survives the cut: decoders fill the rest with grey.
+    let camera = std::fs::read(common::fixtures().join("camera/Canon_40D.jpg")).unwrap();
+    bad("camera.jpg", &camera, "ok");
+    bad(
+        "camera-half.jpg",
+        &camera[..camera.len() / 2],
+        "decode_error",
+    );
     bad("bomb.png", &png_claiming(100_000, 100_000), "too_large");
 
     std::fs::create_dir(dir.join("folder.jpg")).unwrap();
@@ -162,9 +170,9 @@ fn every_fixture_gets_exactly_one_row_with_the_right_status() {
         "{}",
         err("broken.jpg")
     );
-    assert!(
-        err("truncated.jpg").to_lowercase().contains("truncat") || !err("truncated.jpg").is_empty()
-    );
+    for name in ["truncated.jpg", "camera-half.jpg"] {
+        assert!(err(name).contains("truncated"), "{name}: {}", err(name));
+    }
     assert_eq!(got["photo.jpg"].format.as_deref(), Some("jpeg"));
     assert!(got["photo.jpg"].jpeg_quality.is_some());
     assert_eq!(got["misnamed.jpg"].format.as_deref(), Some("png"));
@@ -391,4 +399,78 @@ fn three_shards_give_exactly_the_rows_of_one_scan() {
         text.starts_with("13 rows in 3 file(s), 13 distinct paths"),
         "{text}"
     );
+}
+
+/// Scans four PNGs, of which `boom.png` makes the stage that `inject` names panic.
+fn scan_with_panic(inject: &str, extra: &[&str]) -> (std::process::Output, Option<Vec<Row>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for (i, name) in ["a.png", "boom.png", "c.png", "d.png"].iter().enumerate() {
+        write_image(
+            &input.join(name),
+            40 + i as u32,
+            30,
+            image::ImageFormat::Png,
+        );
+    }
+    let out = dir.path().join("v.parquet");
+    let run = synthscan(&[
+        "scan",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .args(tiny_model())
+    .args(extra)
+    .env(synthscan::contain::INJECT_VAR, inject)
+    .output()
+    .unwrap();
+    let rows = out.exists().then(|| read_rows(&out));
+    (run, rows)
+}
+
+fn status_of(rows: &[Row], name: &str) -> (String, String) {
+    let row = rows
+        .iter()
+        .find(|r| r.path.ends_with(&format!("/{name}")))
+        .unwrap_or_else(|| panic!("no row for {name}"));
+    (row.status.clone(), row.error.clone().unwrap_or_default())
+}
+
+#[test]
+fn a_panic_in_decode_or_inference_is_contained_to_its_file_or_batch() {
+    // Decode: only the file that panicked gets an error row, on one decode thread that goes on.
+    let (run, rows) = scan_with_panic("decode:boom", &["--decode-threads", "1"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let rows = rows.unwrap();
+    assert_eq!(rows.len(), 4, "{stderr}");
+    let (status, error) = status_of(&rows, "boom.png");
+    assert_eq!(status, "decode_error");
+    assert!(error.contains("panicked while decoding"), "{error}");
+    for name in ["a.png", "c.png", "d.png"] {
+        assert_eq!(status_of(&rows, name).0, "ok", "{name}");
+    }
+
+    // Inference, one image per batch: only the batch holding the file fails.
+    let (run, rows) = scan_with_panic("infer:boom", &["--batch-size", "1"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let rows = rows.unwrap();
+    assert_eq!(rows.len(), 4, "{stderr}");
+    let (status, error) = status_of(&rows, "boom.png");
+    assert_eq!(status, "inference_error");
+    assert!(error.contains("panicked"), "{error}");
+    for name in ["a.png", "c.png", "d.png"] {
+        assert_eq!(status_of(&rows, name).0, "ok", "{name}");
+    }
+}
+
+#[test]
+fn a_failing_collector_fails_the_run_loudly() {
+    let (run, _) = scan_with_panic("collect:boom", &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("pipeline stage failed"), "{stderr}");
 }

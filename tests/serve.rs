@@ -21,11 +21,16 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let model = tiny_model();
         args.extend(model.iter().map(String::as_str));
         let mut child = synthscan(&args)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start synthscan serve");
@@ -528,4 +533,115 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(TcpStream::connect(server.addr).is_err());
+}
+
+/// Waits for the server to exit on its own after SIGTERM.
+fn exits_after_sigterm(server: &mut Server) -> std::process::ExitStatus {
+    server.terminate();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn panics_in_decode_and_inference_become_rows_and_the_server_stays_healthy() {
+    let png = |w| image_bytes(w, 40, image::ImageFormat::Png);
+    let (a, boom, c) = (png(40), png(41), png(42));
+    let files: [(&str, &[u8]); 3] = [("a.png", &a), ("boom.png", &boom), ("c.png", &c)];
+    for (site, status) in [("decode", "decode_error"), ("infer", "inference_error")] {
+        let inject = format!("{site}:boom");
+        let mut server =
+            Server::start_with_env(&["-b", "1"], &[("SYNTHSCAN_TEST_INJECT_PANIC", &inject)]);
+        let rows = server.upload(&files).rows();
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r["path"].as_str().unwrap(), r["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [("a.png", "ok"), ("boom.png", status), ("c.png", "ok")]
+        );
+        assert!(
+            rows[1]["error"].as_str().unwrap().contains("panicked"),
+            "{}",
+            rows[1]
+        );
+        let health = server.get("/healthz");
+        assert_eq!(health.status, 200);
+        assert_eq!(health.json()["status"], "ok");
+        // The workers that panicked still serve.
+        assert_eq!(
+            server.upload(&[("again.png", &a)]).rows()[0]["status"],
+            "ok"
+        );
+        assert!(exits_after_sigterm(&mut server).success());
+    }
+}
+
+#[test]
+fn a_dead_pipeline_answers_503_on_health_and_requests_instead_of_hanging() {
+    let mut server =
+        Server::start_with_env(&[], &[("SYNTHSCAN_TEST_INJECT_PANIC", "collect:boom")]);
+    assert_eq!(server.get("/healthz").status, 200);
+    let png = image_bytes(40, 40, image::ImageFormat::Png);
+    let r = server.upload(&[("boom.png", &png)]);
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let health = server.get("/healthz");
+    assert_eq!(health.status, 503);
+    let body = health.json();
+    assert_eq!(body["status"], "down");
+    assert!(body["error"].as_str().unwrap().contains("failed"), "{body}");
+    // Later requests are answered too, and shutdown is not blocked by any of them.
+    assert_eq!(server.upload(&[("fine.png", &png)]).status, 503);
+    let status = exits_after_sigterm(&mut server);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the pipeline's failure is the exit status"
+    );
+}
+
+#[test]
+fn busy_slots_answer_429_with_retry_after_once_the_wait_is_over() {
+    let server = Server::start(&["--max-concurrent", "1", "--max-wait", "0.5"]);
+    let png = image_bytes(50, 50, image::ImageFormat::Png);
+    let (content_type, body) = multipart(&[("slow.png", &png)]);
+    // A slow client holds the only slot: its body arrives in two halves.
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.write_all(&head(
+        "POST",
+        "/v1/scan",
+        &[("Content-Type", &content_type)],
+        body.len(),
+    ))
+    .unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    slow.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let started = Instant::now();
+    let busy = server.upload(&[("fast.png", &png)]);
+    assert_eq!(busy.status, 429, "{}", String::from_utf8_lossy(&busy.body));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it waited --max-wait first"
+    );
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(busy.json()["limit"], "max_concurrent");
+
+    slow.write_all(rest).unwrap();
+    assert_eq!(read_response(slow).rows()[0]["status"], "ok");
+    // The slot is free again.
+    assert_eq!(
+        server.upload(&[("fast.png", &png)]).rows()[0]["status"],
+        "ok"
+    );
 }

@@ -31,6 +31,16 @@ struct Watcher {
 
 impl Watcher {
     fn start(dirs: &[&Path], out: &Path, log: &Path, extra: &[&str]) -> Watcher {
+        Watcher::start_with_env(dirs, out, log, extra, &[])
+    }
+
+    fn start_with_env(
+        dirs: &[&Path],
+        out: &Path,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Watcher {
         let ready = "existing files queued";
         let before = count(log, ready);
         let mut args: Vec<&str> = Vec::new();
@@ -60,6 +70,7 @@ impl Watcher {
             .env("RUST_LOG", "synthscan=info")
             .env("NO_COLOR", "1")
             .env_remove("SYNTHSCAN_MODELS")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -365,4 +376,42 @@ fn sigterm_drains_the_pipeline_and_finalizes_the_open_part() {
     );
     w.terminate();
     assert_eq!(dataset(&out).len(), 300);
+}
+
+#[test]
+fn a_decoder_panic_on_one_file_is_its_row_and_watching_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, log) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("log"),
+    );
+    std::fs::create_dir(&input).unwrap();
+    let w = Watcher::start_with_env(
+        &[&input],
+        &out,
+        &log,
+        &[],
+        &[("SYNTHSCAN_TEST_INJECT_PANIC", "decode:boom")],
+    );
+    std::fs::write(input.join("boom.png"), png(1)).unwrap();
+    std::fs::write(input.join("fine.png"), png(2)).unwrap();
+    wait_rows(&out, 2, Duration::from_secs(60), &w);
+    // The worker that panicked still works: a later file is scored.
+    std::fs::write(input.join("later.png"), png(3)).unwrap();
+    wait_rows(&out, 3, Duration::from_secs(60), &w);
+    let log = w.terminate();
+    let rows: BTreeMap<String, Row> = dataset(&out)
+        .into_iter()
+        .map(|r| (r.path.rsplit('/').next().unwrap().to_string(), r))
+        .collect();
+    assert_eq!(rows.len(), 3, "{log}");
+    let boom = &rows["boom.png"];
+    assert_eq!(boom.status, "decode_error", "{log}");
+    assert!(
+        boom.error.as_deref().unwrap().contains("panicked"),
+        "{boom:?}"
+    );
+    assert_eq!(rows["fine.png"].status, "ok", "{log}");
+    assert_eq!(rows["later.png"].status, "ok", "{log}");
 }

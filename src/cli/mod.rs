@@ -18,14 +18,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::device;
 use crate::infer::ModelSet;
-use crate::manifest::{self, ModelEntry};
+use crate::manifest::{self, ModelEntry, ThresholdChoice};
 use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
-use crate::preprocess::distinct_specs;
 use crate::runtime::Runtime;
 use crate::sink::Sink;
 use crate::source::walk::WalkOptions;
 use crate::summary::Summary;
-use crate::verdict::ModelColumn;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,7 +96,7 @@ pub struct ModelOptions {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// How the pipeline runs and which files it picks; shared by `scan` and `watch`.
+/// How the pipeline runs; shared by `scan` and `watch` (`serve` sets its own).
 #[derive(Debug, Args)]
 pub struct PipelineOptions {
     /// Images per inference batch, or `auto` to pick the fastest by measuring at start.
@@ -110,12 +108,6 @@ pub struct PipelineOptions {
     /// Decode threads (default: all cores).
     #[arg(long)]
     pub decode_threads: Option<usize>,
-    /// Image file extensions to pick up without sniffing their content (comma separated).
-    #[arg(long, value_delimiter = ',', value_name = "EXT,...")]
-    pub ext: Option<Vec<String>>,
-    /// Follow symbolic links to folders while walking.
-    #[arg(short = 'L', long)]
-    pub follow_symlinks: bool,
     /// Refuse images with more pixels than this before decoding them.
     #[arg(long, default_value_t = crate::decode::Limits::default().max_pixels)]
     pub max_pixels: u64,
@@ -129,8 +121,19 @@ pub struct PipelineOptions {
     pub full_decode: bool,
 }
 
-impl PipelineOptions {
-    pub fn walk_options(&self, roots: Vec<PathBuf>) -> WalkOptions {
+/// Which files a walk picks; shared by `scan` and `watch`.
+#[derive(Debug, Args)]
+pub struct WalkArgs {
+    /// Image file extensions to pick up without sniffing their content (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "EXT,...")]
+    pub ext: Option<Vec<String>>,
+    /// Follow symbolic links to folders while walking.
+    #[arg(short = 'L', long)]
+    pub follow_symlinks: bool,
+}
+
+impl WalkArgs {
+    pub fn options(&self, roots: Vec<PathBuf>) -> WalkOptions {
         let mut walk = WalkOptions::new(roots);
         walk.follow_symlinks = self.follow_symlinks;
         if let Some(ext) = &self.ext {
@@ -164,32 +167,90 @@ fn parse_batch(s: &str) -> Result<BatchSize, String> {
     }
 }
 
+/// A run's settings, resolved once from the command line before any work: which models, and
+/// the pipeline's configuration with its devices parsed, its limits in bytes and its thread
+/// counts. Nothing reads the options after this; walk options are resolved apart
+/// ([`WalkArgs`]), since `serve` has none.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub models: ModelChoice,
+    pub pipeline: PipelineConfig,
+    /// `--batch-size auto`: measure at start, up to `pipeline.batch_size`.
+    pub tune_batch: bool,
+}
+
+/// The models a run loads, and from where.
+#[derive(Debug, Clone)]
+pub struct ModelChoice {
+    /// Names or paths, in column order.
+    pub refs: Vec<String>,
+    pub dirs: Vec<PathBuf>,
+    pub ort_lib: Option<PathBuf>,
+    pub thresholds: ThresholdChoice,
+}
+
+impl RunConfig {
+    pub fn resolve(model: &ModelOptions, opts: &PipelineOptions) -> Result<Self> {
+        if let Some(t) = model.threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(usage(format!("--threshold {t} is not between 0 and 1")));
+            }
+        }
+        let models = ModelChoice {
+            refs: if model.models.is_empty() {
+                vec![manifest::DEFAULT_MODEL.to_string()]
+            } else {
+                model.models.clone()
+            },
+            dirs: models_dirs(&model.models_dir),
+            ort_lib: model.ort_lib.clone(),
+            thresholds: ThresholdChoice {
+                threshold: model.threshold,
+                max_fpr: model.max_fpr,
+            },
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut config = PipelineConfig::for_cores(cores);
+        config.batch_size = match opts.batch_size {
+            BatchSize::Fixed(n) => n,
+            BatchSize::Auto => AUTO_BATCH_LIMIT,
+        };
+        if let Some(t) = opts.decode_threads {
+            config.decode_threads = t.max(1);
+        }
+        config.limits.max_pixels = opts.max_pixels;
+        config.limits.max_file_bytes = opts.max_file_mb.saturating_mul(1024 * 1024);
+        config.reduced_decode = !opts.full_decode;
+        config.devices = device::parse(&model.device).map_err(usage)?;
+        config.sessions_per_device = model.sessions_per_device.max(1);
+        config.session.fallback_cpu = model.fallback == Some(Fallback::Cpu);
+        if let Some(dir) = &model.cache_dir {
+            config.session.gpu.cache_dir = dir.clone();
+        }
+        config.session.gpu.max_batch = config.batch_size;
+        if config.devices.iter().any(|d| d.is_gpu()) {
+            // GPU sessions need few CPU threads; the cores are better spent decoding.
+            config.session.intra_threads = 1;
+            config.session.io_binding = true;
+        }
+        if let Some(t) = opts.threads {
+            config.session.intra_threads = t.max(1);
+        }
+        Ok(RunConfig {
+            models,
+            pipeline: config,
+            tune_batch: opts.batch_size == BatchSize::Auto,
+        })
+    }
+}
+
 /// Loads the models and ONNX Runtime, creates every session and, for `--batch-size auto`,
 /// measures the batch size: everything that can fail before the first file is read.
-pub fn build_pipeline(
-    model: &ModelOptions,
-    opts: &PipelineOptions,
-    quiet: bool,
-) -> Result<Pipeline> {
-    let (runtime, models) = load_models(model)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut config = PipelineConfig::for_cores(cores);
-    config.batch_size = match opts.batch_size {
-        BatchSize::Fixed(n) => n,
-        BatchSize::Auto => AUTO_BATCH_LIMIT,
-    };
-    if let Some(t) = opts.decode_threads {
-        config.decode_threads = t.max(1);
-    }
-    config.limits.max_pixels = opts.max_pixels;
-    config.limits.max_file_bytes = opts.max_file_mb.saturating_mul(1024 * 1024);
-    config.reduced_decode = !opts.full_decode;
-    model.configure(&mut config)?;
-    if let Some(t) = opts.threads {
-        config.session.intra_threads = t.max(1);
-    }
-    let mut pipeline = Pipeline::new(&runtime, models, config).map_err(usage)?;
-    if opts.batch_size == BatchSize::Auto {
+pub fn build_pipeline(config: RunConfig, quiet: bool) -> Result<Pipeline> {
+    let gpu = config.pipeline.devices.iter().any(|d| d.is_gpu());
+    let (runtime, models) = load_models(&config.models, gpu)?;
+    let mut pipeline = Pipeline::new(&runtime, models, config.pipeline).map_err(usage)?;
+    if config.tune_batch {
         let chosen = pipeline.tune_batch_size(AUTO_BATCH_LIMIT);
         if !quiet {
             eprintln!("batch size: {chosen} (measured)");
@@ -251,25 +312,6 @@ pub enum Fallback {
     Cpu,
 }
 
-impl ModelOptions {
-    /// Applies the device options to a pipeline configuration.
-    pub fn configure(&self, config: &mut PipelineConfig) -> Result<()> {
-        config.devices = device::parse(&self.device).map_err(usage)?;
-        config.sessions_per_device = self.sessions_per_device.max(1);
-        config.session.fallback_cpu = self.fallback == Some(Fallback::Cpu);
-        if let Some(dir) = &self.cache_dir {
-            config.session.gpu.cache_dir = dir.clone();
-        }
-        config.session.gpu.max_batch = config.batch_size;
-        if config.devices.iter().any(|d| d.is_gpu()) {
-            // GPU sessions need few CPU threads; the cores are better spent decoding.
-            config.session.intra_threads = 1;
-            config.session.io_binding = true;
-        }
-        Ok(())
-    }
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
@@ -320,78 +362,20 @@ pub fn models_dirs(explicit: &Option<PathBuf>) -> Vec<PathBuf> {
     }
 }
 
-/// A model's threshold: `--threshold`, else its operating point for `--max-fpr`, else its own.
-fn threshold_for(manifest: &manifest::Manifest, opts: &ModelOptions) -> Result<f32> {
-    if let Some(t) = opts.threshold {
-        return Ok(t);
-    }
-    let Some(fpr) = opts.max_fpr else {
-        return Ok(manifest.threshold);
-    };
-    manifest.threshold_at(fpr).ok_or_else(|| {
-        let known: Vec<String> = manifest
-            .operating_points
-            .iter()
-            .map(|p| p.max_fpr.to_string())
-            .collect();
-        usage(format!(
-            "--max-fpr {fpr}: model {} has {} (use --threshold instead)",
-            manifest.name,
-            if known.is_empty() {
-                "no measured operating points".to_string()
-            } else {
-                format!("operating points for {} only", known.join(", "))
-            }
-        ))
-    })
-}
-
-/// Resolves the models, loads ONNX Runtime and prepares the column set: everything a run needs
-/// that can fail before a single file is read.
-pub fn load_models(opts: &ModelOptions) -> Result<(Arc<Runtime>, ModelSet)> {
-    if let Some(t) = opts.threshold {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(usage(format!("--threshold {t} is not between 0 and 1")));
-        }
-    }
-    let refs = if opts.models.is_empty() {
-        vec![manifest::DEFAULT_MODEL.to_string()]
-    } else {
-        opts.models.clone()
-    };
-    let dirs = models_dirs(&opts.models_dir);
-    let entries: Vec<ModelEntry> = refs
+/// Resolves the models, loads ONNX Runtime (with its GPU libraries when `gpu`) and prepares
+/// the column set: everything a run needs that can fail before a single file is read.
+pub fn load_models(choice: &ModelChoice, gpu: bool) -> Result<(Arc<Runtime>, ModelSet)> {
+    let entries: Vec<ModelEntry> = choice
+        .refs
         .iter()
-        .map(|r| manifest::resolve(r, &dirs).map_err(usage))
+        .map(|r| manifest::resolve(r, &choice.dirs).map_err(usage))
         .collect::<Result<_>>()?;
     let mut names: Vec<&str> = entries.iter().map(|e| e.manifest.name.as_str()).collect();
     names.sort_unstable();
     if names.windows(2).any(|w| w[0] == w[1]) {
         return Err(usage("the same model is named twice"));
     }
-    let gpu = device::parse(&opts.device)
-        .map_err(usage)?
-        .iter()
-        .any(|d| d.is_gpu());
-    let runtime = Runtime::load(opts.ort_lib.as_deref(), gpu).map_err(usage)?;
-    let (_, spec_index) = distinct_specs(entries.iter().map(|e| &e.manifest.input));
-    let columns = entries
-        .iter()
-        .map(|e| -> Result<ModelColumn> {
-            Ok(ModelColumn {
-                name: e.manifest.name.clone(),
-                version: e.manifest.version.clone(),
-                threshold: threshold_for(&e.manifest, opts)?,
-                precision: "fp32".into(),
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok((
-        runtime,
-        ModelSet {
-            entries,
-            spec_index,
-            columns,
-        },
-    ))
+    let runtime = Runtime::load(choice.ort_lib.as_deref(), gpu).map_err(usage)?;
+    let models = ModelSet::new(entries, choice.thresholds).map_err(usage)?;
+    Ok((runtime, models))
 }

@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions};
+use super::{
+    build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig, WalkArgs,
+};
 use crate::pipeline::{Observer, Source};
 use crate::sink::{self, Format};
 use crate::source::walk::{self, Shard};
@@ -25,6 +27,8 @@ pub struct ScanArgs {
     pub model: ModelOptions,
     #[command(flatten)]
     pub pipeline: PipelineOptions,
+    #[command(flatten)]
+    pub walk: WalkArgs,
     /// Output file; with --shard, the folder that receives `part-i-of-N.<ext>`.
     #[arg(short, long, default_value = "verdicts.parquet")]
     pub out: PathBuf,
@@ -33,7 +37,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "i/N")]
     pub shard: Option<Shard>,
     /// Output format (default: from the --out extension, else parquet).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = format_parser())]
     pub format: Option<Format>,
     /// No progress bar even on a terminal.
     #[arg(long)]
@@ -62,10 +66,11 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
         )),
         None => args.out.clone(),
     };
-    let mut walk_opts = args.pipeline.walk_options(args.paths.clone());
+    let config = RunConfig::resolve(&args.model, &args.pipeline)?;
+    let mut walk_opts = args.walk.options(args.paths.clone());
     walk_opts.shard = args.shard;
     let source: Source = Box::new(move |emit| walk::walk(&walk_opts, emit));
-    let pipeline = build_pipeline(&args.model, &args.pipeline, quiet)?;
+    let pipeline = build_pipeline(config, quiet)?;
     let table = Table::new(pipeline.columns().to_vec());
     let sink = sink::create(format, &out, table)?;
 
@@ -95,6 +100,13 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--format`: the sink's format names, listed in the help.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Format::ALL.map(Format::name))
+        .map(|name| Format::from_name(&name).expect("one of the listed names"))
 }
 
 fn progress_bar(visible: bool) -> ProgressBar {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::{build_pipeline, stop_on_signal, BatchSize, ModelOptions, PipelineOptions};
+use super::{
+    build_pipeline, stop_on_signal, usage, BatchSize, ModelOptions, PipelineOptions, RunConfig,
+};
 use crate::serve::upload::UploadLimits;
 use crate::serve::{self, ServeConfig};
 
@@ -40,6 +42,10 @@ pub struct ServeArgs {
     /// size limits.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub max_concurrent: usize,
+    /// Seconds a request waits for one of those slots before it is answered 429 Too Many
+    /// Requests, with a Retry-After header.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub max_wait: f64,
     /// Decode every JPEG at full size (see `scan --help`).
     #[arg(long)]
     pub full_decode: bool,
@@ -65,13 +71,12 @@ pub fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode> {
         batch_size: BatchSize::Fixed(args.batch_size.max(1)),
         threads: args.threads,
         decode_threads: None,
-        ext: None,
-        follow_symlinks: false,
         max_pixels: args.max_pixels,
         max_file_mb: args.max_upload_mb,
         full_decode: args.full_decode,
     };
-    let pipeline = build_pipeline(&args.model, &pipeline_opts, quiet)?;
+    // Everything is resolved before the models load, so a bad option fails fast.
+    let run_config = RunConfig::resolve(&args.model, &pipeline_opts)?;
     let config = ServeConfig {
         bind: args.bind,
         limits: UploadLimits {
@@ -80,10 +85,13 @@ pub fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode> {
             max_unzipped_bytes: args.max_unzipped_mb.saturating_mul(MIB),
         },
         upload_slots: args.max_concurrent,
+        slot_wait: Duration::try_from_secs_f64(args.max_wait)
+            .map_err(|_| usage(format!("--max-wait {} is not a duration", args.max_wait)))?,
         keep: args.keep,
         max_batches: args.keep_batches,
         batch_ttl: Duration::from_secs(args.keep_minutes.saturating_mul(60)),
     };
+    let pipeline = build_pipeline(run_config, quiet)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

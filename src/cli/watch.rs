@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions};
+use super::{
+    build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig, WalkArgs,
+};
 use crate::pipeline::{Observer, Source};
 use crate::sink::rolling::{self, RollPolicy, RollingSink};
-use crate::source::watch::{self, WatchOptions};
+use crate::source::watch::{self, read_ledger, WatchOptions};
 use crate::verdict::{now_ms, Status, Table};
 
 #[derive(Debug, Args)]
@@ -26,6 +28,8 @@ pub struct WatchArgs {
     pub model: ModelOptions,
     #[command(flatten)]
     pub pipeline: PipelineOptions,
+    #[command(flatten)]
+    pub walk: WalkArgs,
     /// Output folder of Parquet parts (part-<unix ms>-<seq>.parquet).
     #[arg(short, long, value_name = "OUTDIR")]
     pub out: PathBuf,
@@ -68,6 +72,7 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
                 .with_context(|| format!("resolving {}", d.display()))?,
         );
     }
+    let config = RunConfig::resolve(&args.model, &args.pipeline)?;
     if args.roll_rows == 0 {
         return Err(usage("--roll-rows must be at least 1"));
     }
@@ -89,15 +94,15 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
     if stale > 0 {
         tracing::info!("removed {stale} unfinished part(s) left by an earlier run");
     }
-    let (scored, parts) = rolling::read_ledger(&out).context("reading the finished parts")?;
+    let (scored, parts) = read_ledger(&out).context("reading the finished parts")?;
     tracing::info!(
         "{} file version(s) already scored in {parts} part(s) of {}",
         scored.len(),
         out.display()
     );
 
-    let pipeline = build_pipeline(&args.model, &args.pipeline, quiet)?;
-    let walk = args.pipeline.walk_options(roots);
+    let pipeline = build_pipeline(config, quiet)?;
+    let walk = args.walk.options(roots);
     let opts = WatchOptions {
         walk,
         settle,

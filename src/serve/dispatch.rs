@@ -43,9 +43,10 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// The dispatcher, the pipeline source it feeds and the sink that routes rows back. The
-    /// source ends when every clone of the dispatcher is dropped.
-    pub fn new() -> (Self, Source, Box<dyn Sink>) {
+    /// The dispatcher, the pipeline source it feeds, the sink that routes rows back, and the
+    /// [`Closer`] for when the pipeline has ended. The source ends when every clone of the
+    /// dispatcher is dropped, or when the closer closes it.
+    pub fn new() -> (Self, Source, Box<dyn Sink>, Closer) {
         let (ingest, candidates) = async_channel::bounded(INGEST_CAPACITY);
         let waiting = Waiting::default();
         let dispatcher = Dispatcher {
@@ -53,10 +54,15 @@ impl Dispatcher {
             waiting: waiting.clone(),
             next_ticket: Arc::new(AtomicU64::new(1)),
         };
+        let closer = Closer {
+            waiting: waiting.clone(),
+            candidates: candidates.clone(),
+        };
         (
             dispatcher,
             source(candidates),
             Box::new(RouteSink { waiting }),
+            closer,
         )
     }
 
@@ -85,6 +91,21 @@ impl Dispatcher {
             verdicts.push(rx.await.map_err(|_| Stopped)?);
         }
         Ok(verdicts)
+    }
+}
+
+/// Answers everyone once the pipeline has ended (done or failed): the requests waiting for rows
+/// and every later one get [`Stopped`] instead of waiting for rows that will never come.
+pub struct Closer {
+    waiting: Waiting,
+    candidates: Receiver<Candidate>,
+}
+
+impl Closer {
+    pub fn close(&self) {
+        self.candidates.close();
+        // Dropping the senders wakes their requests with an error.
+        self.waiting.lock().expect("no panics while locked").clear();
     }
 }
 
@@ -141,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_find_their_request_whatever_order_they_come_in() {
-        let (dispatcher, source, mut sink) = Dispatcher::new();
+        let (dispatcher, source, mut sink, _closer) = Dispatcher::new();
         // A stand-in pipeline: takes the candidates, answers them in reverse order.
         let pipeline = std::thread::spawn(move || {
             let mut got = Vec::new();
@@ -167,5 +188,23 @@ mod tests {
         let names: Vec<&str> = rows.iter().map(|r| r.meta.path.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);
         pipeline.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_closed_dispatcher_answers_waiting_and_later_requests() {
+        let (dispatcher, source, _sink, closer) = Dispatcher::new();
+        // A pipeline that takes one file and dies without answering it.
+        let pipeline = std::thread::spawn(move || source(&mut |_| false));
+        let file = || vec![NamedFile::new("a".into(), bytes::Bytes::from_static(b"x"))];
+        let waiting = tokio::spawn({
+            let dispatcher = dispatcher.clone();
+            async move { dispatcher.score(file()).await }
+        });
+        tokio::task::spawn_blocking(move || pipeline.join().unwrap())
+            .await
+            .unwrap();
+        closer.close();
+        assert!(waiting.await.unwrap().is_err());
+        assert!(dispatcher.score(file()).await.is_err());
     }
 }

@@ -48,6 +48,8 @@ pub struct ServeConfig {
     /// Requests read and scored at once; later ones wait. With the body and unzip limits this
     /// bounds the memory uploads can take.
     pub upload_slots: usize,
+    /// How long a request waits for a slot before it is answered 429 with `Retry-After`.
+    pub slot_wait: Duration,
     /// Also write every upload here, under generated names.
     pub keep: Option<PathBuf>,
     pub max_batches: usize,
@@ -75,6 +77,22 @@ struct App {
     keep: Option<PathBuf>,
     results: Results,
     slots: Semaphore,
+    slot_wait: Duration,
+    health: Health,
+}
+
+/// Whether the scoring pipeline still runs: set once, when its task ends, with the reason.
+#[derive(Clone, Default)]
+struct Health(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Health {
+    fn down(&self, reason: String) {
+        *self.0.lock().expect("no panics while locked") = Some(reason);
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.0.lock().expect("no panics while locked").clone()
+    }
 }
 
 /// Serves until `shutdown` resolves, then lets the requests in flight finish and drains the
@@ -93,11 +111,29 @@ pub async fn serve(
         })?;
     let table = Table::new(pipeline.columns().to_vec());
     let models = models_json(&pipeline, &table);
-    let (dispatch, source, sink) = Dispatcher::new();
+    let (dispatch, source, sink, closer) = Dispatcher::new();
     // The pipeline ends when the dispatcher (held by the router) is dropped after shutdown, not
-    // on a stop flag: requests in flight still need it.
+    // on a stop flag: requests in flight still need it. If it ends before (it failed), health
+    // turns to 503 and every request waiting on it is answered.
     let never = Arc::new(AtomicBool::new(false));
-    let pipeline = tokio::spawn(pipeline.run(source, sink, never, Box::new(|_, _| {})));
+    let health = Health::default();
+    let pipeline = tokio::spawn({
+        let health = health.clone();
+        let run = pipeline.run(source, sink, never, Box::new(|_, _| {}));
+        async move {
+            let result = run.await;
+            let reason = match &result {
+                Ok(_) => "the scoring pipeline has stopped".to_string(),
+                Err(e) => {
+                    tracing::error!("the scoring pipeline failed: {e}");
+                    format!("the scoring pipeline failed: {e}")
+                }
+            };
+            health.down(reason);
+            closer.close();
+            result
+        }
+    });
 
     let app = Arc::new(App {
         dispatch,
@@ -107,6 +143,8 @@ pub async fn serve(
         keep: config.keep,
         results: Results::new(config.max_batches, config.batch_ttl),
         slots: Semaphore::new(config.upload_slots.max(1)),
+        slot_wait: config.slot_wait,
+        health,
     });
     let router = router(app, config.limits.max_body_bytes);
     on_listen(listener.local_addr()?);
@@ -143,7 +181,6 @@ fn models_json(pipeline: &Pipeline, table: &Table) -> serde_json::Value {
         .manifests()
         .zip(table.models())
         .map(|(m, col)| {
-            let stem = col.column_stem();
             json!({
                 "name": col.name,
                 "version": col.version,
@@ -152,17 +189,26 @@ fn models_json(pipeline: &Pipeline, table: &Table) -> serde_json::Value {
                 "labels": m.labels,
                 "threshold": col.threshold,
                 "precision": col.precision,
-                "score_column": format!("score_{stem}"),
-                "label_column": format!("label_{stem}"),
+                "score_column": col.score_column(),
+                "label_column": col.label_column(),
             })
         })
         .collect();
     json!({ "models": models, "threshold": table.combined_threshold() })
 }
 
-async fn healthz(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+async fn healthz(State(app): State<Arc<App>>) -> (StatusCode, Json<serde_json::Value>) {
     let names: Vec<&str> = app.table.models().iter().map(|m| m.name.as_str()).collect();
-    Json(json!({ "status": "ok", "models": names }))
+    match app.health.problem() {
+        None => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "models": names })),
+        ),
+        Some(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "down", "error": error, "models": names })),
+        ),
+    }
 }
 
 async fn models(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
@@ -175,6 +221,8 @@ struct ApiError {
     status: StatusCode,
     limit: Option<&'static str>,
     message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -183,14 +231,29 @@ impl ApiError {
             status,
             limit: None,
             message: message.into(),
+            retry_after: None,
         }
     }
 
     fn limit(limit: &'static str, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
             limit: Some(limit),
-            message: message.into(),
+            ..ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+        }
+    }
+
+    /// Every slot stayed busy for `waited`: come back later rather than queue without limit.
+    fn busy(waited: Duration) -> Self {
+        ApiError {
+            limit: Some("max_concurrent"),
+            retry_after: Some(waited.as_secs_f64().ceil().max(1.0) as u64),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "every --max-concurrent slot stayed busy for {:.1} s; retry later",
+                    waited.as_secs_f64()
+                ),
+            )
         }
     }
 }
@@ -198,7 +261,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.message, "limit": self.limit });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -236,10 +305,9 @@ async fn scan(
             format!("{e}: send images as multipart/form-data `file` parts"),
         )
     })?;
-    let _slot = app
-        .slots
-        .acquire()
+    let _slot = tokio::time::timeout(app.slot_wait, app.slots.acquire())
         .await
+        .map_err(|_| ApiError::busy(app.slot_wait))?
         .expect("the semaphore is never closed");
     let started = Instant::now();
     let files = upload::read(multipart, &app.limits).await?;
@@ -261,10 +329,11 @@ async fn scan(
     }
     let count = files.len();
     let rows = app.dispatch.score(files).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{e}: the server is shutting down"),
-        )
+        let why = app
+            .health
+            .problem()
+            .unwrap_or_else(|| "the server is shutting down".into());
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}: {why}"))
     })?;
     let log = batch_log(&app.table, &id, peer, received, started.elapsed(), &rows);
     tracing::info!(

@@ -26,7 +26,7 @@ pub enum SinkError {
 }
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Parquet,
     Csv,
@@ -34,12 +34,24 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 3] = [Format::Parquet, Format::Csv, Format::Jsonl];
+
+    /// The format's name, as its file extension.
+    pub fn name(self) -> &'static str {
+        self.extension()
+    }
+
     pub fn extension(self) -> &'static str {
         match self {
             Format::Parquet => "parquet",
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
         }
+    }
+
+    /// The format a name asks for (`parquet`, `csv`, `jsonl`).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
     }
 
     /// The format a file name asks for, if its extension names one.

@@ -6,19 +6,12 @@
 //!
 //! A part's rows are durable only once it is renamed; after a crash the temporary file of the
 //! open part is garbage (see [`remove_stale_partials`]) and its files are scored again, because
-//! the ledger ([`read_ledger`]) is rebuilt from finalized parts only.
+//! the watch ledger (`source::watch::ledger`) is rebuilt from finalized parts only.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{TimestampMillisecondType, UInt64Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
-
 use super::{FileSink, Format, Sink, SinkError};
-use crate::source::watch::FileKey;
 use crate::verdict::{now_ms, Table, Verdict};
 
 const PART_PREFIX: &str = "part-";
@@ -182,85 +175,6 @@ pub fn remove_stale_partials(dir: &Path) -> Result<usize, SinkError> {
     Ok(removed)
 }
 
-/// The identities of every file with a row in a finalized part of `dir`, and the number of parts
-/// read. Unreadable parts are an error rather than skipped: skipping one would score its files
-/// again and duplicate their rows.
-pub fn read_ledger(dir: &Path) -> Result<(HashSet<FileKey>, usize), SinkError> {
-    let mut keys = HashSet::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((keys, 0)),
-        Err(source) => {
-            return Err(SinkError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let mut parts = 0;
-    for entry in entries {
-        let entry = entry.map_err(|source| SinkError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        if !is_part_name(&entry.file_name().to_string_lossy()) {
-            continue;
-        }
-        read_part_keys(&entry.path(), &mut keys)?;
-        parts += 1;
-    }
-    Ok((keys, parts))
-}
-
-fn read_part_keys(path: &Path, keys: &mut HashSet<FileKey>) -> Result<(), SinkError> {
-    let encode = |reason: String| SinkError::Encode {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|source| SinkError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| encode(e.to_string()))?;
-    let wanted = ["path", "size_bytes", "modified"];
-    let schema = builder.parquet_schema();
-    let indices: Vec<usize> = (0..schema.num_columns())
-        .filter(|&i| wanted.contains(&schema.column(i).name()))
-        .collect();
-    let mask = ProjectionMask::leaves(schema, indices);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| encode(e.to_string()))?;
-    for batch in reader {
-        let batch = batch.map_err(|e| encode(e.to_string()))?;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| encode(format!("no {name} column")))
-        };
-        let (p, s, m) = (column("path")?, column("size_bytes")?, column("modified")?);
-        let (p, s, m) = (
-            p.as_string_opt::<i32>()
-                .ok_or_else(|| encode("path is not text".into()))?,
-            s.as_primitive_opt::<UInt64Type>()
-                .ok_or_else(|| encode("size_bytes is not u64".into()))?,
-            m.as_primitive_opt::<TimestampMillisecondType>()
-                .ok_or_else(|| encode("modified is not a timestamp".into()))?,
-        );
-        for i in 0..batch.num_rows() {
-            keys.insert(FileKey {
-                path: p.value(i).to_string(),
-                size: s.is_valid(i).then(|| s.value(i)),
-                modified_ms: m.is_valid(i).then(|| m.value(i)),
-            });
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn parts_roll_by_rows_and_age_and_the_ledger_reads_them_back() {
+    fn parts_roll_by_rows_and_age() {
         let dir = tempfile::tempdir().unwrap();
         let policy = RollPolicy {
             max_rows: 4,
@@ -313,15 +227,6 @@ mod tests {
         let n = names(dir.path());
         assert!(n.iter().all(|n| is_part_name(n)), "{n:?}");
         assert_eq!(n.len(), 4);
-
-        let (keys, parts) = read_ledger(dir.path()).unwrap();
-        assert_eq!(parts, 4);
-        assert_eq!(keys.len(), 10);
-        assert!(keys.contains(&FileKey {
-            path: "/in/3.png".into(),
-            size: Some(103),
-            modified_ms: Some(1_003),
-        }));
     }
 
     #[test]

@@ -108,31 +108,59 @@ pub fn walk(opts: &WalkOptions, mut emit: impl FnMut(Candidate) -> bool) {
 }
 
 fn classify(opts: &WalkOptions, entry: &walkdir::DirEntry) -> Option<Candidate> {
-    let path = entry.path();
-    let ft = entry.file_type();
-    let named_like_image = opts.has_image_extension(path);
     // A file named on the command line is always wanted, whatever its name.
     let explicit = entry.depth() == 0;
-    if ft.is_dir() {
-        return (named_like_image && !explicit)
-            .then(|| Candidate::defective(path.into(), Status::NotAFile, "is a directory"));
+    opts.classify(entry.path(), Kind::of(entry.file_type()), explicit)
+}
+
+/// What a path is, as far as choosing candidates goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    /// A link not followed (walks without `--follow-symlinks`, dangling links).
+    Symlink,
+    /// A device, socket or pipe.
+    Other,
+}
+
+impl Kind {
+    pub fn of(ft: std::fs::FileType) -> Kind {
+        if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        }
     }
-    if ft.is_symlink() {
-        // Not following links: a link with an image name is still read through, so a broken or
-        // looping link shows up as an I/O error on that row.
-        return (named_like_image || explicit).then(|| Candidate::file(path.into()));
+}
+
+impl WalkOptions {
+    /// Whether a path is a candidate, and with which defect: the one rule that walks and
+    /// watches share. `explicit` marks a path named on the command line, wanted whatever its
+    /// name.
+    pub fn classify(&self, path: &Path, kind: Kind, explicit: bool) -> Option<Candidate> {
+        let named_like_image = self.has_image_extension(path);
+        match kind {
+            Kind::Dir => (named_like_image && !explicit)
+                .then(|| Candidate::defective(path.into(), Status::NotAFile, "is a directory")),
+            // A link with an image name is read through, so a broken or looping link shows up
+            // as an I/O error on that row.
+            Kind::Symlink => (named_like_image || explicit).then(|| Candidate::file(path.into())),
+            Kind::File => (named_like_image || explicit || has_image_signature(path))
+                .then(|| Candidate::file(path.into())),
+            Kind::Other => (named_like_image || explicit).then(|| {
+                Candidate::defective(
+                    path.into(),
+                    Status::NotAFile,
+                    "not a regular file (device, socket or pipe)",
+                )
+            }),
+        }
     }
-    if ft.is_file() {
-        return (named_like_image || explicit || has_image_signature(path))
-            .then(|| Candidate::file(path.into()));
-    }
-    (named_like_image || explicit).then(|| {
-        Candidate::defective(
-            path.into(),
-            Status::NotAFile,
-            "not a regular file (device, socket or pipe)",
-        )
-    })
 }
 
 fn walk_error(root: &Path, err: &walkdir::Error) -> Candidate {
@@ -155,7 +183,7 @@ fn walk_error(root: &Path, err: &walkdir::Error) -> Candidate {
 }
 
 /// Whether the first bytes are an image signature (for files without an image name).
-pub(crate) fn has_image_signature(path: &Path) -> bool {
+fn has_image_signature(path: &Path) -> bool {
     let mut head = [0u8; 16];
     let Ok(mut f) = std::fs::File::open(path) else {
         return false;

@@ -9,10 +9,15 @@
 //! short debounce.
 //!
 //! A file's identity is its path, size and modification time ([`FileKey`]). The caller passes
-//! the identities already scored (rebuilt from the output), and the watcher hands on a file only
-//! when its identity is new, so a restart skips what was done and a changed file is scored again.
+//! the [`Ledger`] of identities already scored (rebuilt from the output), and the watcher hands
+//! on a file only when its identity is new, so a restart skips what was done and a changed file
+//! is scored again. Which paths are candidates is decided by the same rule as a walk's
+//! ([`WalkOptions::classify`]); when a waiting file is due is decided by its [`Readiness`].
 
-use std::collections::{HashMap, HashSet};
+pub mod ledger;
+pub mod readiness;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -21,40 +26,16 @@ use std::time::{Duration, Instant};
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher as _};
 
-use super::walk::{self, WalkOptions};
+use super::walk::{self, Kind, WalkOptions};
 use super::Candidate;
-use crate::verdict::{to_ms, Status};
+use crate::verdict::to_ms;
+pub use ledger::{read_ledger, FileKey, Ledger};
+use readiness::{Pending, Readiness, DEBOUNCE};
 
-/// Events for one path closer together than this are one burst.
-const DEBOUNCE: Duration = Duration::from_millis(50);
 /// The longest the watcher sleeps before looking at the stop flag and the pending files.
 const MAX_WAIT: Duration = Duration::from_millis(100);
-/// A file we saw being written waits for its close; if the close never comes (an event lost, a
-/// writer that keeps its handle open while idle) it falls back to the settle rule after this
-/// many settle intervals without any event.
-const CLOSE_PATIENCE: u32 = 20;
 /// The shortest delay before a new folder is walked a second time.
 const REWALK_MIN: Duration = Duration::from_millis(250);
-
-/// A scored file's identity, as its verdict row records it (`path`, `size_bytes`, `modified`).
-/// Size and time are absent for candidates that were never a readable regular file.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FileKey {
-    pub path: String,
-    pub size: Option<u64>,
-    pub modified_ms: Option<i64>,
-}
-
-impl FileKey {
-    fn of(path: &Path, md: Option<&std::fs::Metadata>) -> Self {
-        let md = md.filter(|m| m.is_file());
-        FileKey {
-            path: path.to_string_lossy().into_owned(),
-            size: md.map(|m| m.len()),
-            modified_ms: md.and_then(|m| m.modified().ok()).map(to_ms),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -87,7 +68,7 @@ pub struct InitialScan {
 /// already complete are handed on by then).
 pub fn watch(
     opts: &WatchOptions,
-    scored: HashSet<FileKey>,
+    scored: Ledger,
     stop: &AtomicBool,
     on_initial: &mut dyn FnMut(InitialScan),
     emit: &mut dyn FnMut(Candidate) -> bool,
@@ -107,6 +88,9 @@ pub fn watch(
     // Notifications start before the walk, so a file created during the walk is not missed.
     w.start_backend(opts.poll);
     let found = w.rescan();
+    // Versions of files that are gone need no remembering: a file that comes back is new.
+    let pending = &w.pending;
+    w.scored.retain(|p| pending.contains_key(Path::new(p)));
     if !w.check_pending(emit) {
         return;
     }
@@ -125,23 +109,9 @@ enum Backend {
     Poll(#[allow(dead_code)] notify::PollWatcher),
 }
 
-/// A file that changed and is not yet known to be complete.
-struct Pending {
-    /// Size and modification time at the last look.
-    seen: Option<(u64, Option<i64>)>,
-    /// The last event or observed change.
-    changed: Instant,
-    /// Written since it was last closed (only tracked where close events exist).
-    writing: bool,
-    /// Closed after writing, or moved in: complete unless written again.
-    complete: bool,
-    /// The walk's own candidate for a path it could not read (a loop, an unreadable folder).
-    defect: Option<Candidate>,
-}
-
 struct State<'a> {
     opts: &'a WatchOptions,
-    scored: HashSet<FileKey>,
+    scored: Ledger,
     pending: HashMap<PathBuf, Pending>,
     /// Whether the backend reports close-after-write.
     close_events: bool,
@@ -298,9 +268,7 @@ impl State<'_> {
                 EventKind::Modify(_) => self.touch(path, now, true),
                 EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                     if let Some(p) = self.pending.get_mut(path) {
-                        p.writing = false;
-                        p.complete = true;
-                        p.changed = now;
+                        p.closed(now);
                     }
                 }
                 EventKind::Remove(_) => self.forget(path),
@@ -319,19 +287,10 @@ impl State<'_> {
         if path.is_dir() {
             return;
         }
-        let writing = wrote && self.close_events;
-        let p = self.pending.entry(path.to_path_buf()).or_insert(Pending {
-            seen: None,
-            changed: now,
-            writing,
-            complete: false,
-            defect: None,
-        });
-        p.changed = now;
-        if writing {
-            p.writing = true;
-            p.complete = false;
-        }
+        self.pending
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Pending::new(Readiness::Settling, now))
+            .touched(now, wrote, self.close_events);
     }
 
     /// A rename is atomic: whatever arrives by one is complete.
@@ -343,8 +302,10 @@ impl State<'_> {
         }
     }
 
+    /// A path that is gone (removed, or renamed away), with everything under it.
     fn forget(&mut self, path: &Path) {
         self.pending.retain(|p, _| !p.starts_with(path));
+        self.scored.forget(path);
     }
 
     /// A folder that appeared: its files may predate its watch, so walk it.
@@ -366,16 +327,8 @@ impl State<'_> {
     }
 
     fn moved_in(&mut self, path: &Path, now: Instant) {
-        self.pending.insert(
-            path.to_path_buf(),
-            Pending {
-                seen: None,
-                changed: now,
-                writing: false,
-                complete: true,
-                defect: None,
-            },
-        );
+        self.pending
+            .insert(path.to_path_buf(), Pending::new(Readiness::Complete, now));
     }
 
     /// Walks every root; returns how many candidates it found.
@@ -409,20 +362,16 @@ impl State<'_> {
                 }
                 _ => now,
             };
-            let defect = c.defect.is_some().then(|| c.clone());
-            self.pending.insert(
-                c.path,
-                Pending {
-                    seen: md
-                        .filter(|m| m.is_file())
-                        .map(|m| (m.len(), m.modified().ok().map(to_ms))),
-                    changed: quiet_since,
-                    writing: false,
-                    // Defects (loops, unreadable folders) are final as found.
-                    complete: c.defect.is_some(),
-                    defect,
-                },
-            );
+            let readiness = if c.defect.is_some() {
+                Readiness::Defect(c.clone())
+            } else {
+                Readiness::Settling
+            };
+            let mut pending = Pending::new(readiness, quiet_since);
+            pending.seen = md
+                .filter(|m| m.is_file())
+                .map(|m| (m.len(), m.modified().ok().map(to_ms)));
+            self.pending.insert(c.path, pending);
         }
         n
     }
@@ -431,20 +380,10 @@ impl State<'_> {
     fn check_pending(&mut self, emit: &mut dyn FnMut(Candidate) -> bool) -> bool {
         let now = Instant::now();
         let settle = self.opts.settle;
-        let patience = settle * CLOSE_PATIENCE;
         let mut due: Vec<PathBuf> = self
             .pending
             .iter()
-            .filter(|(_, p)| {
-                let quiet = now.saturating_duration_since(p.changed);
-                if p.complete {
-                    quiet >= DEBOUNCE
-                } else if p.writing {
-                    quiet >= patience
-                } else {
-                    quiet >= settle
-                }
-            })
+            .filter(|(_, p)| p.due(now, settle))
             .map(|(path, _)| path.clone())
             .collect();
         due.sort();
@@ -458,13 +397,16 @@ impl State<'_> {
                 .ok()
                 .filter(|m| m.is_file())
                 .map(|m| (m.len(), m.modified().ok().map(to_ms)));
-            if !p.complete && now_seen != p.seen {
+            if !p.is_final() && now_seen != p.seen {
                 // Still changing: look again a settle interval from now.
                 p.seen = now_seen;
                 p.changed = now;
                 continue;
             }
-            let defect = self.pending.remove(&path).and_then(|p| p.defect);
+            let defect = match self.pending.remove(&path).map(|p| p.readiness) {
+                Some(Readiness::Defect(c)) => Some(c),
+                _ => None,
+            };
             let Some(candidate) = defect.or_else(|| self.candidate(&path, md.as_ref().ok())) else {
                 continue;
             };
@@ -482,26 +424,16 @@ impl State<'_> {
         true
     }
 
-    /// Whether a complete path is wanted, with the same rules as a walk.
+    /// Whether a complete path is wanted, by the walk's rule. `md` follows links, so a link
+    /// shows as what it points to, and a dangling one as a link (an I/O error when read); a
+    /// path that is simply gone was deleted before it was complete.
     fn candidate(&self, path: &Path, md: Option<&std::fs::Metadata>) -> Option<Candidate> {
-        let named_like_image = self.has_image_extension(path);
-        match md {
-            Some(m) if m.is_file() => (named_like_image || walk::has_image_signature(path))
-                .then(|| Candidate::file(path.into())),
-            Some(m) if m.is_dir() => named_like_image
-                .then(|| Candidate::defective(path.into(), Status::NotAFile, "is a directory")),
-            Some(_) => named_like_image.then(|| {
-                Candidate::defective(
-                    path.into(),
-                    Status::NotAFile,
-                    "not a regular file (device, socket or pipe)",
-                )
-            }),
-            // A dangling link with an image name is still a row (an I/O error when read); a
-            // path that is simply gone was deleted before it was complete.
-            None => (named_like_image && path.symlink_metadata().is_ok())
-                .then(|| Candidate::file(path.into())),
-        }
+        let kind = match md {
+            Some(m) => Kind::of(m.file_type()),
+            None if path.symlink_metadata().is_ok() => Kind::Symlink,
+            None => return None,
+        };
+        self.opts.walk.classify(path, kind, false)
     }
 
     fn has_image_extension(&self, path: &Path) -> bool {
