@@ -20,6 +20,7 @@ use crate::device;
 use crate::infer::ModelSet;
 use crate::manifest::{self, ModelEntry};
 use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
+use crate::precision::Precision;
 use crate::preprocess::distinct_specs;
 use crate::runtime::Runtime;
 use crate::sink::Sink;
@@ -79,9 +80,12 @@ pub struct ModelOptions {
     #[arg(long, value_name = "P")]
     pub threshold: Option<f32>,
     /// Where inference runs: cpu, cuda (every visible GPU), cuda:0,1, tensorrt, tensorrt:0.
-    /// GPUs use the model's FP16 variant when its manifest has one.
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: String,
+    /// Which variant of each model runs. auto: FP16 on GPUs, INT8 on CPUs with VNNI, each when
+    /// the manifest lists it, else FP32. The `precision` column records what ran.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: Precision,
     /// Inference sessions per device; all take batches from one queue.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub sessions_per_device: usize,
@@ -252,6 +256,7 @@ impl ModelOptions {
         config.devices = device::parse(&self.device).map_err(usage)?;
         config.sessions_per_device = self.sessions_per_device.max(1);
         config.session.fallback_cpu = self.fallback == Some(Fallback::Cpu);
+        config.session.precision = self.precision;
         if let Some(dir) = &self.cache_dir {
             config.session.gpu.cache_dir = dir.clone();
         }
