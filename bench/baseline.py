@@ -2,7 +2,10 @@
 PIL and the training transform, ONNX Runtime's Python session, verdicts to Parquet with pyarrow.
 
     python bench/baseline.py DIR --model models/resnet18-demo.json --out v.parquet \
-        [--workers 2] [--threads 2] [--batch-size 16]
+        [--workers 2] [--threads 2] [--batch-size 16] [--precision fp32|int8]
+
+With `--precision int8` it runs the manifest's INT8 variant, as a Python user who quantized
+the model would.
 
 Prints one JSON line: images, seconds, images_per_sec.
 """
@@ -62,6 +65,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     args = ap.parse_args()
 
     started = time.perf_counter()
@@ -69,8 +73,11 @@ def main() -> None:
     spec = manifest["input"]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
+    file = manifest["file"]
+    if args.precision != "fp32":
+        (file,) = (v["file"] for v in manifest["variants"] if v["precision"] == args.precision)
     session = ort.InferenceSession(
-        str(args.model.parent / manifest["file"]), opts, providers=["CPUExecutionProvider"]
+        str(args.model.parent / file), opts, providers=["CPUExecutionProvider"]
     )
     torch.set_num_threads(1)
     data = Folder(args.root, spec)

@@ -1,5 +1,6 @@
 """End-to-end benchmark: the scanner against the Python baseline, same model, same machine,
-same threads, same run, plus the two ceilings (decode alone, inference alone), for each model.
+same threads, same run, plus the two ceilings (decode alone, inference alone), for each model,
+at FP32 and, where the manifest lists an INT8 variant, at INT8 (scanner and baseline alike).
 
     bench/run [--corpus bench/corpus] [--models resnet18-demo,vit-tiny-demo] [--repeats 3]
               [--threads N] [--subset jpeg]
@@ -69,66 +70,74 @@ def scores(path: Path) -> dict[str, tuple[float | None, str | None]]:
     return {r["path"]: (r["score"], r["label"]) for r in pq.read_table(path).to_pylist()}
 
 
+def precisions_of(model: Path) -> list[str]:
+    """FP32, and INT8 when the manifest lists that variant."""
+    variants = json.loads(model.read_text()).get("variants", [])
+    return ["fp32", *(v["precision"] for v in variants if v["precision"] == "int8")]
+
+
 def bench_model(args: argparse.Namespace, model: Path, inputs: list[str], tmp: Path) -> dict:
     threads = str(args.threads)
-    rates: dict[str, list[float]] = {"scanner": [], "full": [], "baseline": []}
+    precisions = precisions_of(model)
+    # scanner-fp32, full-fp32 (the same with --full-decode), baseline-fp32, and so on.
+    contenders = [f"{who}-{p}" for p in precisions for who in ("scanner", "baseline")]
+    contenders.insert(1, "full-fp32")
+    rates: dict[str, list[float]] = {c: [] for c in contenders}
     rss = dict.fromkeys(rates, 0)
-    summary: dict = {}
+    summaries: dict[str, dict] = {}
     scanner_cmd = [
         str(SCANNER), "--quiet", "scan", *inputs, "--model", str(model),
         "-j", threads, "--decode-threads", threads, "-b", str(args.batch_size),
     ]  # fmt: skip
     for r in range(args.repeats):
         # Rotate the order so no contender always runs on a warmer page cache.
-        order = ["scanner", "full", "baseline"]
-        order = order[r % 3 :] + order[: r % 3]
-        for who in order:
-            if who == "scanner":
+        shift = r % len(contenders)
+        for who in contenders[shift:] + contenders[:shift]:
+            kind, precision = who.split("-")
+            if kind == "scanner":
                 summary_path = tmp / "summary.json"
                 out, wall, peak = run_measured(
-                    [*scanner_cmd, "--out", str(tmp / "s.parquet"),
+                    [*scanner_cmd, "--precision", precision,
+                     "--out", str(tmp / f"s-{precision}.parquet"),
                      "--summary-json", str(summary_path)]
                 )  # fmt: skip
-                summary = json.loads(summary_path.read_text())
-                rates[who].append(summary["rows"] / wall)
-            elif who == "full":
+                summaries[precision] = json.loads(summary_path.read_text())
+                rates[who].append(summaries[precision]["rows"] / wall)
+            elif kind == "full":
                 out, wall, peak = run_measured(
-                    [*scanner_cmd, "--full-decode", "--out", str(tmp / "f.parquet")]
-                )
+                    [*scanner_cmd, "--precision", precision, "--full-decode",
+                     "--out", str(tmp / "f.parquet")]
+                )  # fmt: skip
                 rates[who].append(len(scores(tmp / "f.parquet")) / wall)
             else:
                 baseline_cmd = [
                     sys.executable, str(REPO / "bench" / "baseline.py"), *inputs[:1],
-                    "--model", str(model), "--out", str(tmp / "b.parquet"),
+                    "--model", str(model), "--out", str(tmp / f"b-{precision}.parquet"),
                     "--workers", threads, "--threads", threads,
-                    "--batch-size", str(args.batch_size),
+                    "--batch-size", str(args.batch_size), "--precision", precision,
                 ]  # fmt: skip
                 out, wall, peak = run_measured(baseline_cmd)
                 rates[who].append(json.loads(out)["images"] / wall)
             rss[who] = max(rss[who], peak)
 
-    infer_rate = statistics.median(
-        ceiling("infer", str(model), threads) for _ in range(args.repeats)
-    )
-    reduced, full = scores(tmp / "s.parquet"), scores(tmp / "f.parquet")
+    infer_rates = {
+        p: statistics.median(
+            ceiling("infer", str(model), threads, "--precision", p) for _ in range(args.repeats)
+        )
+        for p in precisions
+    }
+    reduced, full = scores(tmp / "s-fp32.parquet"), scores(tmp / "f.parquet")
     deltas = [
         abs(reduced[p][0] - full[p][0])
         for p in full
         if full[p][0] is not None and reduced[p][0] is not None
     ]
-    stage_rates = {}
-    for stage, busy in summary["stages"].items():
-        per_thread = {
-            "decode": summary["decode_threads"],
-            "resize": summary["decode_threads"],
-            "infer": summary["infer_workers"],
-        }.get(stage, 1)
-        stage_rates[stage] = summary["rows"] / (busy / per_thread) if busy > 0 else float("inf")
-    return {
+    result = {
+        "precisions": precisions,
         "rates": rates,
         "rss_mib": rss,
-        "infer_ceiling": infer_rate,
-        "stages": stage_rates,
+        "infer_ceiling": infer_rates,
+        "stages": {p: stage_rates(summaries[p]) for p in precisions},
         "reduced_vs_full": {
             "images": len(deltas),
             "changed": sum(d > 0 for d in deltas),
@@ -137,10 +146,33 @@ def bench_model(args: argparse.Namespace, model: Path, inputs: list[str], tmp: P
             "label_changes": sum(reduced[p][1] != full[p][1] for p in full),
         },
     }
+    if "int8" in precisions:
+        # What quantization did to this corpus's verdicts, scanner against scanner.
+        int8 = scores(tmp / "s-int8.parquet")
+        both = [p for p in reduced if reduced[p][0] is not None and int8[p][0] is not None]
+        result["int8_vs_fp32"] = {
+            "images": len(both),
+            "max_abs_diff": max((abs(reduced[p][0] - int8[p][0]) for p in both), default=0.0),
+            "label_changes": sum(reduced[p][1] != int8[p][1] for p in both),
+        }
+    return result
 
 
-def ceiling(kind: str, target: str, threads: str) -> float:
-    out, _, _ = run_measured([str(CEILINGS), kind, target, "--threads", threads])
+def stage_rates(summary: dict) -> dict[str, float]:
+    """Images per busy second of each stage's threads."""
+    rates = {}
+    for stage, busy in summary["stages"].items():
+        per_thread = {
+            "decode": summary["decode_threads"],
+            "resize": summary["decode_threads"],
+            "infer": summary["infer_workers"],
+        }.get(stage, 1)
+        rates[stage] = summary["rows"] / (busy / per_thread) if busy > 0 else float("inf")
+    return rates
+
+
+def ceiling(kind: str, target: str, threads: str, *flags: str) -> float:
+    out, _, _ = run_measured([str(CEILINGS), kind, target, "--threads", threads, *flags])
     return float(json.loads(out)["images_per_sec"])
 
 
@@ -191,31 +223,53 @@ def main() -> None:
     notes = []
     for name, r in results.items():
         rates, rss = r["rates"], r["rss_mib"]
-        shared = 1 / (1 / decode_rate + 1 / r["infer_ceiling"])
-        scanner, baseline = (statistics.median(rates[k]) for k in ("scanner", "baseline"))
-        full = statistics.median(rates["full"])
-        lines += [
-            f"| {name} | synthscan scan (Parquet) | {spread(rates['scanner'])} "
-            f"| {rss['scanner']} MiB |",
-            f"| {name} | synthscan scan --full-decode | {spread(rates['full'])} "
-            f"| {rss['full']} MiB |",
-            f"| {name} | Python baseline (DataLoader + onnxruntime + pyarrow) "
-            f"| {spread(rates['baseline'])} | {rss['baseline']} MiB |",
-            f"| {name} | ceiling: ONNX Runtime alone on pre-made tensors "
-            f"| {r['infer_ceiling']:.1f} | |",
-            f"| {name} | shared-core ceiling 1/(1/decode + 1/infer) | {shared:.1f} | |",
-        ]
-        p = r["reduced_vs_full"]
-        notes += [
-            f"- {name}: scanner / baseline **{scanner / baseline:.2f}x**; scanner / shared-core "
-            f"ceiling **{100 * scanner / shared:.0f}%**; reduced JPEG decoding "
-            f"{scanner / full:.2f}x the full decode end to end, moving {p['changed']} of "
-            f"{p['images']} scores by at most {p['max_abs_diff']:.4f} (mean "
-            f"{p['mean_abs_diff']:.5f}), {p['label_changes']} labels changed",
-            "  - per-stage throughput inside the scanner (images per busy second of the "
-            "stage's threads, last run): "
-            + ", ".join(f"{k} {v:.0f}/s" for k, v in r["stages"].items() if v != float("inf")),
-        ]
+        median = {k: statistics.median(v) for k, v in rates.items()}
+        shared = {p: 1 / (1 / decode_rate + 1 / r["infer_ceiling"][p]) for p in r["precisions"]}
+        for p in r["precisions"]:
+            lines += [
+                f"| {name} | synthscan scan --precision {p} (Parquet) "
+                f"| {spread(rates[f'scanner-{p}'])} | {rss[f'scanner-{p}']} MiB |",
+            ]
+            if p == "fp32":
+                lines.append(
+                    f"| {name} | synthscan scan --precision fp32 --full-decode "
+                    f"| {spread(rates['full-fp32'])} | {rss['full-fp32']} MiB |"
+                )
+            lines += [
+                f"| {name} | Python baseline {p} (DataLoader + onnxruntime + pyarrow) "
+                f"| {spread(rates[f'baseline-{p}'])} | {rss[f'baseline-{p}']} MiB |",
+                f"| {name} | ceiling: ONNX Runtime {p} alone on pre-made tensors "
+                f"| {r['infer_ceiling'][p]:.1f} | |",
+                f"| {name} | shared-core ceiling {p} 1/(1/decode + 1/infer) | {shared[p]:.1f} | |",
+            ]
+        rf = r["reduced_vs_full"]
+        scanner = median["scanner-fp32"]
+        notes.append(
+            f"- {name}: scanner / baseline (FP32) **{scanner / median['baseline-fp32']:.2f}x**; "
+            f"scanner / shared-core ceiling (FP32) **{100 * scanner / shared['fp32']:.0f}%**; "
+            f"reduced JPEG decoding {scanner / median['full-fp32']:.2f}x the full decode end to "
+            f"end, moving {rf['changed']} of {rf['images']} scores by at most "
+            f"{rf['max_abs_diff']:.4f} (mean {rf['mean_abs_diff']:.5f}), "
+            f"{rf['label_changes']} labels changed"
+        )
+        if "int8" in r["precisions"]:
+            q, s8 = r["int8_vs_fp32"], median["scanner-int8"]
+            notes.append(
+                f"- {name} INT8: scanner INT8 / scanner FP32 **{s8 / scanner:.2f}x**; "
+                f"scanner INT8 / Python FP32 baseline **{s8 / median['baseline-fp32']:.2f}x**; "
+                f"scanner INT8 / baseline INT8 {s8 / median['baseline-int8']:.2f}x; "
+                f"scanner INT8 / shared-core ceiling (INT8) **{100 * s8 / shared['int8']:.0f}%**;"
+                f" ONNX Runtime INT8 / FP32 "
+                f"{r['infer_ceiling']['int8'] / r['infer_ceiling']['fp32']:.2f}x; INT8 against "
+                f"FP32 on this corpus: scores moved by at most {q['max_abs_diff']:.4f}, "
+                f"{q['label_changes']} of {q['images']} labels changed"
+            )
+        for prec, stages in r["stages"].items():
+            notes.append(
+                f"  - per-stage throughput inside the scanner, {prec} (images per busy second "
+                "of the stage's threads, last run): "
+                + ", ".join(f"{k} {v:.0f}/s" for k, v in stages.items() if v != float("inf"))
+            )
     lines += [
         f"| all | ceiling: decode + resize alone, all threads | {decode_rate:.1f} | |",
         f"| all | ceiling: the same with --full-decode | {full_decode_rate:.1f} | |",

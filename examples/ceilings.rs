@@ -4,12 +4,14 @@
 //! ```text
 //! cargo run --release --example ceilings -- decode DIR [--threads N] [--full-decode]
 //! cargo run --release --example ceilings -- infer MODEL.json [--threads N] [--batch 16] [--images 256]
+//!     [--precision auto|fp32|fp16|int8]
 //! ```
 //!
 //! `decode`: read + decode + resize + normalize every image under DIR, no model, with the
 //! scanner's reduced JPEG decoding unless `--full-decode`.
-//! `infer`: ONNX Runtime on pre-made tensors, no files.
-//! Each prints one JSON line with `images_per_sec`.
+//! `infer`: ONNX Runtime on pre-made tensors, no files, with the variant `--precision` picks
+//! (as `scan` would).
+//! Each prints one JSON line with `images_per_sec` (and `precision` for `infer`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use std::time::Instant;
 use synthscan::decode::{decode_file, reduced_min_side, Limits};
 use synthscan::infer::{ModelSession, SessionConfig};
 use synthscan::manifest;
+use synthscan::precision::Precision;
 use synthscan::preprocess::Preprocessor;
 use synthscan::runtime::Runtime;
 use synthscan::source::walk::{walk, WalkOptions};
@@ -29,6 +32,20 @@ fn flag(args: &[String], name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn precision_flag(args: &[String]) -> Precision {
+    use clap::ValueEnum;
+    match args.iter().position(|a| a == "--precision") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| Precision::from_str(v, true).ok())
+            .unwrap_or_else(|| {
+                eprintln!("--precision takes auto, fp32, fp16 or int8");
+                std::process::exit(2);
+            }),
+        None => Precision::Auto,
+    }
 }
 
 fn main() {
@@ -44,6 +61,7 @@ fn main() {
             threads,
             flag(&args, "--batch", 16),
             flag(&args, "--images", 256),
+            precision_flag(&args),
         ),
         _ => {
             eprintln!("usage: ceilings decode DIR | infer MODEL.json [--threads N]");
@@ -87,14 +105,17 @@ fn decode(dir: &str, threads: usize, full: bool) {
         })
         .collect();
     let images: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    report("decode", images, threads, started);
+    println!("{}", report("decode", images, threads, started));
 }
 
-fn infer(model: &str, threads: usize, batch: usize, images: usize) {
+fn infer(model: &str, threads: usize, batch: usize, images: usize, precision: Precision) {
     let explicit = std::env::var_os("ORT_DYLIB_PATH").map(std::path::PathBuf::from);
     let runtime = Runtime::load(explicit.as_deref(), false).expect("ONNX Runtime");
     let entry = manifest::resolve(model, &manifest::default_models_dirs()).expect("model");
-    let config = SessionConfig::cpu(threads);
+    let config = SessionConfig {
+        precision,
+        ..SessionConfig::cpu(threads)
+    };
     let mut session = ModelSession::new(&runtime, &entry, 0, &config).expect("session");
     let (h, w) = (
         entry.manifest.input.height as usize,
@@ -109,13 +130,18 @@ fn infer(model: &str, threads: usize, batch: usize, images: usize) {
     for _ in 0..rounds {
         std::hint::black_box(session.score(batch, &tensor).expect("run"));
     }
-    report("infer", rounds * batch, threads, started);
+    let mut line = report("infer", rounds * batch, threads, started);
+    line["precision"] = session.precision.clone().into();
+    println!("{line}");
 }
 
-fn report(what: &str, images: usize, threads: usize, started: Instant) {
+fn report(what: &str, images: usize, threads: usize, started: Instant) -> serde_json::Value {
     let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{{\"ceiling\": \"{what}\", \"threads\": {threads}, \"images\": {images}, \"seconds\": {secs:.3}, \"images_per_sec\": {:.2}}}",
-        images as f64 / secs
-    );
+    serde_json::json!({
+        "ceiling": what,
+        "threads": threads,
+        "images": images,
+        "seconds": secs,
+        "images_per_sec": images as f64 / secs,
+    })
 }

@@ -22,15 +22,6 @@ impl Device {
     pub fn is_gpu(self) -> bool {
         !matches!(self, Device::Cpu)
     }
-
-    /// Preferred model precisions, best first: FP16 on GPUs (when the manifest has it).
-    pub fn precisions(self) -> &'static [&'static str] {
-        if self.is_gpu() {
-            &["fp16", "fp32"]
-        } else {
-            &["fp32"]
-        }
-    }
 }
 
 impl std::fmt::Display for Device {

@@ -13,6 +13,7 @@ use ort::value::{Tensor, TensorRef};
 
 use crate::device::{Device, GpuOptions};
 use crate::manifest::{InputSpec, ManifestError, ModelEntry, OutputKind, ThresholdChoice};
+use crate::precision::{self, Host, Precision};
 use crate::preprocess::distinct_specs;
 use crate::runtime::Runtime;
 use crate::verdict::ModelColumn;
@@ -39,6 +40,8 @@ pub struct SessionConfig {
     /// ONNX Runtime intra-op threads per session.
     pub intra_threads: usize,
     pub device: Device,
+    /// Which variant of each model to load (see [`crate::precision`]).
+    pub precision: Precision,
     pub gpu: GpuOptions,
     /// When a GPU provider cannot be used: warn and run on the CPU instead of failing.
     pub fallback_cpu: bool,
@@ -53,6 +56,7 @@ impl SessionConfig {
         SessionConfig {
             intra_threads,
             device: Device::Cpu,
+            precision: Precision::Auto,
             gpu: GpuOptions::default(),
             fallback_cpu: false,
             io_binding: false,
@@ -71,7 +75,7 @@ pub struct ModelSession {
     classes: usize,
     /// Which of the prepared tensors this model reads.
     spec_index: usize,
-    /// The variant that was loaded (`fp32`, `fp16`) and where it runs.
+    /// The variant that was loaded (`fp32`, `fp16`, `int8`) and where it runs.
     pub precision: String,
     pub device: Device,
     height: usize,
@@ -263,26 +267,28 @@ enum Failure {
     Other(String),
 }
 
-/// Opens the best variant of a model for a device: FP16 on GPUs when the manifest has it.
+/// Opens the variant of a model that `--precision` picks for the device.
 fn open(
     runtime: &Runtime,
     entry: &ModelEntry,
     device: Device,
     config: &SessionConfig,
 ) -> Result<(Session, &'static str), Failure> {
-    let precision = device
-        .precisions()
+    let listed: Vec<&str> = entry
+        .manifest
+        .variants
         .iter()
-        .copied()
-        .find(|p| entry.file_for(p).is_some())
-        .unwrap_or("fp32");
+        .map(|v| v.precision.as_str())
+        .collect();
+    let precision = precision::choose(config.precision, device, &listed, Host::detect())
+        .map_err(|e| Failure::Other(e.to_string()))?;
     let (path, bytes) = entry.read_verified(precision)?;
     // Full graph optimization crashed ONNX Runtime's CPU provider at session creation on an
     // FP16 ViT; extended optimization loads it at no measurable cost.
-    let level = if precision == "fp32" {
-        GraphOptimizationLevel::All
-    } else {
+    let level = if precision == precision::FP16 {
         GraphOptimizationLevel::Level2
+    } else {
+        GraphOptimizationLevel::All
     };
     let other = |e: String| Failure::Other(format!("{e} ({})", path.display()));
     let text = |e: ort::Error<SessionBuilder>| e.to_string();

@@ -14,6 +14,7 @@ pub mod infer;
 pub mod jpeg;
 pub mod manifest;
 pub mod pipeline;
+pub mod precision;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;

@@ -338,7 +338,7 @@ pub fn resolve(reference: &str, dirs: &[PathBuf]) -> Result<ModelEntry, Manifest
     })
 }
 
-/// `models/x.onnx` and `models/x.fp16.onnx` both belong to `models/x.json`.
+/// `models/x.onnx`, `models/x.fp16.onnx` and `models/x.int8.onnx` all belong to `models/x.json`.
 fn manifest_beside(onnx: &Path) -> PathBuf {
     let name = onnx
         .file_name()
@@ -348,6 +348,7 @@ fn manifest_beside(onnx: &Path) -> PathBuf {
         .strip_suffix(".onnx")
         .unwrap_or(&name)
         .trim_end_matches(".fp16")
+        .trim_end_matches(".int8")
         .to_string();
     onnx.with_file_name(format!("{stem}.json"))
 }
@@ -472,9 +473,13 @@ mod tests {
     }
 
     #[test]
-    fn fp16_files_share_the_manifest() {
+    fn variant_files_share_the_manifest() {
         assert_eq!(
             manifest_beside(Path::new("m/a-b.fp16.onnx")),
+            Path::new("m/a-b.json")
+        );
+        assert_eq!(
+            manifest_beside(Path::new("m/a-b.int8.onnx")),
             Path::new("m/a-b.json")
         );
     }

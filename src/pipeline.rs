@@ -111,8 +111,8 @@ impl Pipeline {
                 workers.push(Worker::new(runtime, &models, &session)?);
             }
         }
-        // The precision a model runs at is known once its sessions exist (FP16 on GPUs when
-        // the manifest has it, FP32 after a fallback to the CPU).
+        // The precision a model runs at is known once its sessions exist (what --precision
+        // picked for the device the session ended up on, the CPU after a fallback).
         if let Some(first) = workers.first() {
             for (column, precision) in models.columns.iter_mut().zip(first.precisions()) {
                 column.precision = precision;

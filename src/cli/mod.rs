@@ -20,6 +20,7 @@ use crate::device;
 use crate::infer::ModelSet;
 use crate::manifest::{self, ModelEntry, ThresholdChoice};
 use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
+use crate::precision::Precision;
 use crate::runtime::Runtime;
 use crate::sink::Sink;
 use crate::source::walk::WalkOptions;
@@ -82,9 +83,12 @@ pub struct ModelOptions {
     #[arg(long, value_name = "FPR")]
     pub max_fpr: Option<f32>,
     /// Where inference runs: cpu, cuda (every visible GPU), cuda:0,1, tensorrt, tensorrt:0.
-    /// GPUs use the model's FP16 variant when its manifest has one.
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: String,
+    /// Which variant of each model runs. auto: FP16 on GPUs, INT8 on CPUs with VNNI, each when
+    /// the manifest lists it, else FP32. The `precision` column records what ran.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: Precision,
     /// Inference sessions per device; all take batches from one queue.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub sessions_per_device: usize,
@@ -224,6 +228,7 @@ impl RunConfig {
         config.devices = device::parse(&model.device).map_err(usage)?;
         config.sessions_per_device = model.sessions_per_device.max(1);
         config.session.fallback_cpu = model.fallback == Some(Fallback::Cpu);
+        config.session.precision = model.precision;
         if let Some(dir) = &model.cache_dir {
             config.session.gpu.cache_dir = dir.clone();
         }

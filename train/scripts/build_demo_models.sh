@@ -151,5 +151,14 @@ EOF
   # Second export with the card; the weights are the same checkpoint, so the figures hold.
   py -m train.export "$run/checkpoint.pth" --out "$models/$name" "${export_flags[@]}" \
     --card-json "$work/$name.card.json"
+
+  # CNNs also ship an INT8 variant for the CPU, when it passes its gate against FP32
+  # (calibrated on the training split, gated on validation and the held-out sets).
+  if [[ $arch != vit_* ]]; then
+    py -m train.quantize "$models/$name.json" --calib "$corpus/train.csv" \
+      --eval "val=$corpus/train.csv" --eval "holdout_family=$corpus/holdout_family" \
+      --eval "holdout_source=$corpus/holdout_source" ||
+      echo "$name: the INT8 variant failed its gate and is not shipped (see card.int8)"
+  fi
   echo "$name: manifest $models/$name.json, evaluation $evals/$name.json"
 done
