@@ -49,3 +49,8 @@ run -m train.evaluate "$models/$name.json" val="$c/val/data.csv" \
     sd35="$c/holdout_stable_diffusion_3_5_large_vs_real.csv" holdout_source="$c/holdout_source/data.csv" \
     samples="$repo/samples" --calibrate val --write-manifest \
     --perturb jpeg75,downscale50,webp75 --perturb-sets val,sd35 --out "$work/$name.eval.json"
+
+# The INT8 variant, calibrated on training images, listed only if it passes its gate.
+run -m train.quantize "$models/$name.json" --calib "$c/train/data.csv" --calib-split all \
+    --split all --eval val="$c/val/data.csv" --eval sd35="$c/holdout_stable_diffusion_3_5_large_vs_real.csv" \
+    --eval holdout_source="$c/holdout_source/data.csv" || echo "INT8 variant not shipped: it failed its gate"

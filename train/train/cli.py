@@ -353,7 +353,8 @@ def _summary(
             "layout": layout,
             "train_images": n_train,
             "val_images": n_val,
-            "val_fraction": args.val_fraction,
+            # A separate validation set is not re-split from the training data.
+            "val_fraction": None if args.val_data_path else args.val_fraction,
             "limit_fraction": args.limit_fraction,
             "seed": args.seed,
         },

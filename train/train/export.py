@@ -107,14 +107,18 @@ def max_prob_delta(model: torch.nn.Module, session: ort.InferenceSession, x: tor
     return float(np.abs(ref - got).max())
 
 
+def describe(path: str | Path) -> str:
+    """A data path as a manifest records it: an absolute path shortened to its last three parts,
+    which describe the data without carrying one machine's folders."""
+    p = Path(path)
+    return str(Path(*p.parts[-3:])) if p.is_absolute() else str(p)
+
+
 def _portable(summary: dict[str, Any]) -> dict[str, Any]:
-    """Paths of the machine that trained (corpus, init weights) shortened to their last parts:
-    they describe the data, and a manifest must not carry one machine's folders."""
+    """The training summary with the paths of the machine that trained described."""
 
     def short(value: object) -> object:
-        if isinstance(value, str) and Path(value).is_absolute():
-            return str(Path(*Path(value).parts[-3:]))
-        return value
+        return describe(value) if isinstance(value, str) and Path(value).is_absolute() else value
 
     data = dict(summary.get("data", {}))
     for key in ("path", "val_path"):

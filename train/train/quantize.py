@@ -53,7 +53,7 @@ from train.evaluate import (
     parse_dataset,
     select_split,
 )
-from train.export import sha256_file
+from train.export import describe, sha256_file
 from train.metrics import cpu_model
 
 log = logging.getLogger("train.quantize")
@@ -236,7 +236,7 @@ def quantize(
             "n/a" if result.roc_auc_change is None else f"{result.roc_auc_change:+.4f}",
             "pass" if result.passed else "FAIL",
         )
-        sets[name] = {"data": str(path), "split": split if layout == "kaggle-csv" else "all"}
+        sets[name] = {"data": describe(path), "split": split if layout == "kaggle-csv" else "all"}
         sets[name].update(asdict(result))
     passed = all(s["passed"] for s in sets.values())
 
@@ -247,7 +247,7 @@ def quantize(
         ),
         "onnxruntime": ort.__version__,
         "calibration": {
-            "data": str(calib),
+            "data": describe(calib),
             "split": calib_split,
             "images": reader.images,
         },
