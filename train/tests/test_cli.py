@@ -82,7 +82,8 @@ def test_export_parity_and_manifest(folder_data: Path, tmp_path: Path) -> None:
     on_disk = json.loads((models / "demo.json").read_text())
     assert on_disk == manifest
     spec = json.loads(_manifest_example())
-    assert set(on_disk) == set(spec)
+    # Operating points are measured later, by `train.evaluate --calibrate --write-manifest`.
+    assert set(on_disk) == set(spec) - {"operating_points"}
     assert set(on_disk["input"]) == set(spec["input"])
     for key in ("schema_version", "labels", "fake_index", "threshold", "output"):
         assert on_disk[key] == spec[key]
