@@ -23,9 +23,9 @@ from conftest import REPO, scanner
 
 MODELS = ["--model", "resnet18-demo", "--model", "vit-tiny-demo"]
 SAMPLES = {
-    "real-00.jpg": REPO / "samples" / "real" / "00.jpg",
-    "fake-01.png": REPO / "samples" / "fake" / "01.png",
-    "real-04.webp": REPO / "samples" / "real" / "04.webp",
+    "real-01.jpg": REPO / "samples" / "real" / "01.jpg",
+    "fake-00.png": REPO / "samples" / "fake" / "00.png",
+    "real-02.webp": REPO / "samples" / "real" / "02.webp",
 }
 CHROMIUM_FLAGS = [
     "--no-sandbox",
