@@ -3,6 +3,7 @@
 //! status are data, not failures), 1 the run failed, 2 bad usage or set-up.
 
 mod models;
+mod provenance;
 mod report;
 mod scan;
 mod serve;
@@ -91,6 +92,8 @@ pub struct ModelOptions {
     /// TensorRT engine and timing caches (default: ~/.cache/synthscan).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub provenance: provenance::ProvenanceOptions,
 }
 
 /// How the pipeline runs and which files it picks; shared by `scan` and `watch`.
@@ -252,6 +255,7 @@ impl ModelOptions {
         config.devices = device::parse(&self.device).map_err(usage)?;
         config.sessions_per_device = self.sessions_per_device.max(1);
         config.session.fallback_cpu = self.fallback == Some(Fallback::Cpu);
+        config.provenance = self.provenance.reader()?;
         if let Some(dir) = &self.cache_dir {
             config.session.gpu.cache_dir = dir.clone();
         }
