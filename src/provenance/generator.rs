@@ -66,15 +66,13 @@ pub fn recognise(fields: &[TextField]) -> (Vec<Declaration>, Vec<String>) {
                 };
                 declare(Kind::A1111, ui);
             }
-            "prompt" => {
-                if json_ok("comfyui prompt", value).is_some_and(|v| is_comfy_prompt(&v)) {
-                    declare(Kind::ComfyUi, "ComfyUI");
-                }
+            "prompt" if json_ok("comfyui prompt", value).is_some_and(|v| is_comfy_prompt(&v)) => {
+                declare(Kind::ComfyUi, "ComfyUI")
             }
-            "workflow" => {
-                if json_ok("comfyui workflow", value).is_some_and(|v| is_comfy_workflow(&v)) {
-                    declare(Kind::ComfyUi, "ComfyUI");
-                }
+            "workflow"
+                if json_ok("comfyui workflow", value).is_some_and(|v| is_comfy_workflow(&v)) =>
+            {
+                declare(Kind::ComfyUi, "ComfyUI")
             }
             // ComfyUI's WebP output: "prompt:{...}" and "workflow:{...}" in Model and Make.
             "Make" | "Model" => {
@@ -88,10 +86,11 @@ pub fn recognise(fields: &[TextField]) -> (Vec<Declaration>, Vec<String>) {
                     }
                 }
             }
-            "invokeai_metadata" | "sd-metadata" => {
-                if json_ok(&format!("invokeai {}", f.key), value).is_some_and(|v| v.is_object()) {
-                    declare(Kind::InvokeAi, "InvokeAI");
-                }
+            "invokeai_metadata" | "sd-metadata"
+                if json_ok(&format!("invokeai {}", f.key), value)
+                    .is_some_and(|v| v.is_object()) =>
+            {
+                declare(Kind::InvokeAi, "InvokeAI")
             }
             "Dream" if !value.is_empty() => declare(Kind::InvokeAi, "InvokeAI"),
             "Software" if value.eq_ignore_ascii_case("NovelAI") => {
