@@ -1,5 +1,6 @@
-//! Microbenchmarks of the input side: JPEG decoding at full and reduced (DCT-domain) scale, and
-//! the resize + normalize into a 224x224 tensor.
+//! Microbenchmarks of the input side: JPEG decoding at full and reduced (DCT-domain) scale, the
+//! resize + normalize into a 224x224 tensor, and reading provenance from the same files (to set
+//! against the decode it rides along with).
 //!
 //! ```text
 //! cargo bench --bench decode
@@ -79,5 +80,33 @@ fn resize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, resize);
+/// Provenance on files without metadata (the common case: the container walk only) and on a
+/// 1600x1200 JPEG carrying EXIF and XMP with an IPTC digital source type.
+fn provenance(c: &mut Criterion) {
+    let mut group = c.benchmark_group("provenance");
+    let reader = synthscan::provenance::Reader::new(None).unwrap();
+    let mut xmp = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
+    xmp.extend(br#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"/></rdf:RDF></x:xmpmeta>"#);
+    for (w, h) in [(512, 384), (1600, 1200), (4000, 3000)] {
+        let plain = bytes::Bytes::from(jpeg(w, h));
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("{w}x{h}/no_metadata"), |b| {
+            b.iter(|| black_box(reader.read(&plain)))
+        });
+        if w == 1600 {
+            let mut tagged = plain[..2].to_vec();
+            tagged.extend([0xFF, 0xE1]);
+            tagged.extend(((xmp.len() + 2) as u16).to_be_bytes());
+            tagged.extend(&xmp);
+            tagged.extend(&plain[2..]);
+            let tagged = bytes::Bytes::from(tagged);
+            group.bench_function(format!("{w}x{h}/xmp"), |b| {
+                b.iter(|| black_box(reader.read(&tagged)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, resize, provenance);
 criterion_main!(benches);

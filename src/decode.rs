@@ -67,6 +67,17 @@ pub fn decode_file(
     min_side: Option<u32>,
     meta: &mut FileMeta,
 ) -> Result<RgbImage, DecodeError> {
+    let bytes = read_file(path, limits, meta)?;
+    // The file can change between stat and read; the row describes what was read.
+    decode_file_bytes(&bytes, limits, min_side, meta)
+}
+
+/// Reads a whole file within the size limit, filling in its size and modification time.
+pub fn read_file(
+    path: &Path,
+    limits: &Limits,
+    meta: &mut FileMeta,
+) -> Result<Vec<u8>, DecodeError> {
     let md = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
     if !md.is_file() {
         return Err(DecodeError::NotAFile);
@@ -74,9 +85,7 @@ pub fn decode_file(
     meta.size_bytes = Some(md.len());
     meta.modified_ms = md.modified().ok().map(to_ms);
     check_file_size(md.len(), limits)?;
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
-    // The file can change between stat and read; the row describes what was read.
-    decode_file_bytes(&bytes, limits, min_side, meta)
+    std::fs::read(path).map_err(|e| io_error(path, &e))
 }
 
 /// Decodes a whole file that is already in memory (an upload): the same checks and the same

@@ -2,7 +2,8 @@
 //!
 //! The pipeline (see [`pipeline`]) moves files from a [`source`] through [`decode`] and
 //! [`preprocess`], groups them in [`batch`]es, scores them with ONNX Runtime in [`infer`], and
-//! writes one [`verdict`] row per file through a [`sink`]. [`serve`] puts the same pipeline
+//! writes one [`verdict`] row per file through a [`sink`]; [`provenance`] adds what the file
+//! declares about its own making. [`serve`] puts the same pipeline
 //! behind a web page and an HTTP API.
 
 pub mod batch;
@@ -16,6 +17,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod precision;
 pub mod preprocess;
+pub mod provenance;
 pub mod report;
 pub mod runtime;
 pub mod serve;

@@ -21,6 +21,7 @@ use crate::decode::{self, Limits};
 use crate::device::Device;
 use crate::infer::{InferError, ModelSet, SessionConfig, Worker};
 use crate::preprocess::{Prepared, Preprocessor};
+use crate::provenance;
 use crate::runtime::Runtime;
 use crate::sink::{Sink, SinkError};
 use crate::source::Candidate;
@@ -63,6 +64,9 @@ pub struct PipelineConfig {
     /// [`decode::reduced_min_side`]).
     pub reduced_decode: bool,
     pub session: SessionConfig,
+    /// Reads what each file declares about its making (C2PA, IPTC, generator metadata) from
+    /// the bytes the decode stage holds; `None` leaves the provenance columns null.
+    pub provenance: Option<Arc<provenance::Reader>>,
 }
 
 impl PipelineConfig {
@@ -78,6 +82,7 @@ impl PipelineConfig {
             limits: Limits::default(),
             reduced_decode: true,
             session: SessionConfig::cpu(cores.max(1)),
+            provenance: None,
         }
     }
 }
@@ -215,6 +220,7 @@ impl Pipeline {
             let decode = DecodeSettings {
                 limits: config.limits,
                 min_side,
+                provenance: config.provenance.clone(),
             };
             tasks.push(tokio::task::spawn_blocking(move || {
                 decode_loop(&cand_rx, &prep_tx, &verdict_tx, &specs, &decode, &clock)
@@ -282,6 +288,7 @@ enum Decoded {
 struct DecodeSettings {
     limits: Limits,
     min_side: Option<u32>,
+    provenance: Option<Arc<provenance::Reader>>,
 }
 
 fn decode_loop(
@@ -323,10 +330,22 @@ fn prepare(
         contain::inject(contain::Site::Decode, [meta.path.as_str()]);
         let t = Instant::now();
         let (limits, min_side) = (&settings.limits, settings.min_side);
-        let image = match &candidate.content {
-            Some(upload) => decode::decode_file_bytes(&upload.bytes, limits, min_side, &mut meta),
-            None => decode::decode_file(&candidate.path, limits, min_side, &mut meta),
+        let bytes = match &candidate.content {
+            Some(upload) => Ok(upload.bytes.clone()),
+            None => decode::read_file(&candidate.path, limits, &mut meta).map(bytes::Bytes::from),
         };
+        let image = bytes.and_then(|bytes| {
+            let image = decode::decode_file_bytes(&bytes, limits, min_side, &mut meta);
+            // Read whatever the pixels did: a file that does not decode still declares what it
+            // declares.
+            match &settings.provenance {
+                Some(reader) if bytes.len() as u64 <= limits.max_file_bytes => {
+                    meta.provenance = Some(reader.read(&bytes));
+                }
+                _ => {}
+            }
+            image
+        });
         clock.add(Stage::Decode, t.elapsed());
         let image = image.map_err(|e| (e.status(), e.to_string()))?;
         step.set("resizing");

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use arrow::array::BooleanArray;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{TimestampMillisecondType, UInt8Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -44,6 +45,13 @@ impl Rate {
     }
 }
 
+/// Rows with one kind of provenance, and how many of them declare AI generation.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Declared {
+    pub rows: u64,
+    pub ai: u64,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub files: Vec<PathBuf>,
@@ -55,6 +63,9 @@ pub struct Report {
     pub combined: Rate,
     pub by_format: BTreeMap<String, Rate>,
     pub by_jpeg_quality: BTreeMap<String, Rate>,
+    /// Rows per provenance kind (`none`: read, nothing declared; `not read`: the file could
+    /// not be read or provenance was off). Empty for datasets written before the column.
+    pub by_provenance: BTreeMap<String, Declared>,
     /// First and last `scanned_at`, milliseconds.
     pub span_ms: Option<(i64, i64)>,
 }
@@ -136,6 +147,13 @@ fn add_batch(
         .column_by_name(column::SCANNED_AT)
         .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
         .ok_or_else(|| schema_err(column::SCANNED_AT))?;
+    // Absent from datasets written before provenance was read.
+    let provenance = batch
+        .column_by_name("provenance")
+        .and_then(|c| c.as_string_opt::<i32>());
+    let declares_ai = batch
+        .column_by_name("provenance_ai")
+        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>());
     let model_labels: Vec<(String, &arrow::array::StringArray)> = batch
         .schema()
         .fields()
@@ -160,6 +178,16 @@ fn add_batch(
             Some((a, b)) => (a.min(t), b.max(t)),
             None => (t, t),
         });
+        if let (Some(kind), Some(ai)) = (provenance, declares_ai) {
+            let key = match (kind.is_valid(i), ai.is_valid(i)) {
+                (true, _) => kind.value(i),
+                (false, true) => "none",
+                (false, false) => "not read",
+            };
+            let entry = report.by_provenance.entry(key.to_string()).or_default();
+            entry.rows += 1;
+            entry.ai += u64::from(ai.is_valid(i) && ai.value(i));
+        }
         for (model, labels) in &model_labels {
             if labels.is_valid(i) {
                 report
@@ -238,6 +266,12 @@ impl std::fmt::Display for Report {
                 }
             }
         }
+        if !self.by_provenance.is_empty() {
+            writeln!(f, "by provenance:")?;
+            for (kind, d) in &self.by_provenance {
+                writeln!(f, "  {kind:<13} {:>6} rows, {} declare AI", d.rows, d.ai)?;
+            }
+        }
         if let Some((a, b)) = self.span_ms {
             let secs = (b - a) as f64 / 1000.0;
             if secs > 0.0 {
@@ -309,6 +343,48 @@ mod tests {
         assert_eq!(r.by_jpeg_quality["q >= 90"].fake, 1);
         assert_eq!(r.by_jpeg_quality["q < 70"].fake, 0);
         assert!(r.to_string().contains("66.7% fake of 3"), "{r}");
+    }
+
+    #[test]
+    fn counts_rows_by_provenance_and_declared_labels_count_as_fake() {
+        use crate::provenance::{Declaration, Kind, Provenance};
+        let declared = |kind, ai| Provenance {
+            declaration: Some(Declaration {
+                kind,
+                generator: None,
+                ai,
+            }),
+            ..Provenance::default()
+        };
+        let mut comfy = scored("a.png", "png", None, 0.1);
+        comfy.meta.provenance = Some(declared(Kind::ComfyUi, true));
+        let mut camera = scored("b.jpg", "jpeg", Some(90), 0.2);
+        camera.meta.provenance = Some(declared(Kind::C2pa, false));
+        let mut plain = scored("c.jpg", "jpeg", Some(90), 0.2);
+        plain.meta.provenance = Some(Provenance::default());
+        let unread = Verdict::failed(FileMeta::new("d.jpg".into()), Status::IoError, "gone");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.parquet");
+        write_part(&path, &[comfy, camera, plain, unread]);
+
+        let r = summarize(&path).unwrap();
+        let counts: Vec<(&str, u64, u64)> = r
+            .by_provenance
+            .iter()
+            .map(|(k, d)| (k.as_str(), d.rows, d.ai))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                ("c2pa", 1, 0),
+                ("comfyui", 1, 1),
+                ("none", 1, 0),
+                ("not read", 1, 0)
+            ]
+        );
+        // The ComfyUI file scored 0.1 but declares itself generated.
+        assert_eq!((r.combined.scored, r.combined.fake), (3, 1));
+        assert!(r.to_string().contains("by provenance:"), "{r}");
     }
 
     #[test]

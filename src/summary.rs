@@ -88,12 +88,10 @@ impl Summary {
     pub fn record(&mut self, table: &Table, v: &Verdict) {
         self.rows += 1;
         *self.by_status.entry(v.status).or_default() += 1;
-        if let Some(score) = table.combined_score(v) {
-            if Table::label(score, table.combined_threshold()) == FAKE {
-                self.fake += 1;
-            } else {
-                self.real += 1;
-            }
+        match table.final_label(v) {
+            Some((FAKE, _)) => self.fake += 1,
+            Some(_) => self.real += 1,
+            None => {}
         }
     }
 

@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
-    ArrayRef, Float32Builder, StringBuilder, TimestampMillisecondBuilder, UInt32Builder,
-    UInt64Builder, UInt8Builder,
+    ArrayRef, BooleanBuilder, Float32Builder, StringBuilder, TimestampMillisecondBuilder,
+    UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
+
+use crate::provenance::policy::{self, Basis};
+use crate::provenance::Provenance;
 
 /// What happened to a file. Every candidate ends with exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -83,6 +86,9 @@ pub struct FileMeta {
     pub height: Option<u32>,
     /// Encoder quality estimated from the JPEG quantization tables (JPEG only).
     pub jpeg_quality: Option<u8>,
+    /// What the file declares about its making; `None` when it was not read (the file could
+    /// not be read, or provenance is off).
+    pub provenance: Option<Provenance>,
     /// For in-memory uploads: routes the row back to the request that sent the file. Not a
     /// column.
     pub ticket: Option<u64>,
@@ -220,6 +226,12 @@ impl Table {
         fields.extend([
             Field::new("score", DataType::Float32, true),
             Field::new("label", DataType::Utf8, true),
+            Field::new("basis", DataType::Utf8, true),
+            Field::new("provenance", DataType::Utf8, true),
+            Field::new("provenance_generator", DataType::Utf8, true),
+            Field::new("provenance_ai", DataType::Boolean, true),
+            Field::new("c2pa_state", DataType::Utf8, true),
+            Field::new("provenance_error", DataType::Utf8, true),
             Field::new("status", DataType::Utf8, false),
             Field::new("error", DataType::Utf8, true),
             Field::new("models", DataType::Utf8, false),
@@ -253,6 +265,15 @@ impl Table {
             return 0.5;
         }
         self.models.iter().map(|m| m.threshold).sum::<f32>() / self.models.len() as f32
+    }
+
+    /// The final label and what it rests on: the models' combined verdict, unless the file
+    /// declares AI generation (see [`policy`]).
+    pub fn final_label(&self, v: &Verdict) -> Option<(&'static str, Basis)> {
+        let model = self
+            .combined_score(v)
+            .map(|s| Self::label(s, self.combined_threshold()));
+        policy::final_label(model, v.meta.provenance.as_ref())
     }
 
     pub fn label(score: f32, threshold: f32) -> &'static str {
@@ -299,6 +320,12 @@ impl Table {
             .collect();
         let mut score = Float32Builder::with_capacity(n);
         let mut label = StringBuilder::with_capacity(n, n * 4);
+        let mut basis = StringBuilder::with_capacity(n, n * 8);
+        let mut provenance = StringBuilder::new();
+        let mut generator = StringBuilder::new();
+        let mut declares_ai = BooleanBuilder::with_capacity(n);
+        let mut c2pa_state = StringBuilder::new();
+        let mut provenance_error = StringBuilder::new();
         let mut status = StringBuilder::with_capacity(n, n * 4);
         let mut error = StringBuilder::new();
         let mut models = StringBuilder::new();
@@ -307,7 +334,6 @@ impl Table {
 
         let models_text = self.models_text();
         let precision_text = self.precision_text();
-        let combined_threshold = self.combined_threshold();
         for v in rows {
             let m = &v.meta;
             path.append_value(&m.path);
@@ -323,9 +349,16 @@ impl Table {
                 model_scores[i].append_option(s);
                 model_labels[i].append_option(s.map(|s| Self::label(s, model.threshold)));
             }
-            let combined = self.combined_score(v);
-            score.append_option(combined);
-            label.append_option(combined.map(|s| Self::label(s, combined_threshold)));
+            score.append_option(self.combined_score(v));
+            let decided = self.final_label(v);
+            label.append_option(decided.map(|(l, _)| l));
+            basis.append_option(decided.map(|(_, b)| b.as_str()));
+            let p = m.provenance.as_ref();
+            provenance.append_option(p.and_then(Provenance::kind).map(|k| k.as_str()));
+            generator.append_option(p.and_then(Provenance::generator));
+            declares_ai.append_option(p.map(Provenance::ai));
+            c2pa_state.append_option(p.and_then(|p| p.c2pa_state.as_ref()).map(|s| s.to_string()));
+            provenance_error.append_option(p.and_then(Provenance::problems_text));
             status.append_value(v.status.as_str());
             error.append_option(v.error.as_deref());
             models.append_value(&models_text);
@@ -347,9 +380,15 @@ impl Table {
             columns.push(Arc::new(s.finish()));
             columns.push(Arc::new(l.finish()));
         }
-        columns.extend::<[ArrayRef; 7]>([
+        columns.extend::<[ArrayRef; 13]>([
             Arc::new(score.finish()),
             Arc::new(label.finish()),
+            Arc::new(basis.finish()),
+            Arc::new(provenance.finish()),
+            Arc::new(generator.finish()),
+            Arc::new(declares_ai.finish()),
+            Arc::new(c2pa_state.finish()),
+            Arc::new(provenance_error.finish()),
             Arc::new(status.finish()),
             Arc::new(error.finish()),
             Arc::new(models.finish()),

@@ -313,6 +313,31 @@ fn uploads_are_scored_exactly_as_scan_scores_the_same_files() {
 }
 
 #[test]
+fn uploads_carry_what_the_file_declares() {
+    let comfy = std::fs::read(common::fixtures().join("provenance/img2img_cropped.png")).unwrap();
+    let plain = image_bytes(40, 30, image::ImageFormat::Png);
+    let server = Server::start(&[]);
+    let response = server.upload(&[("comfy.png", &comfy), ("plain.png", &plain)]);
+    let batch = response.header("x-synthscan-batch").unwrap().to_string();
+    let rows = by_path(&response.rows());
+    let comfy = &rows["comfy.png"];
+    assert_eq!(comfy["provenance"], "comfyui");
+    assert_eq!(comfy["provenance_generator"], "ComfyUI");
+    assert_eq!(comfy["provenance_ai"], true);
+    assert_eq!(
+        (&comfy["basis"], &comfy["label"]),
+        (&"declared".into(), &"fake".into())
+    );
+    let plain = &rows["plain.png"];
+    assert_eq!(plain["provenance"], Value::Null);
+    assert_eq!(plain["provenance_ai"], false);
+    assert_eq!(plain["basis"], "model");
+    assert_eq!(plain["label"], plain["label_tiny_cnn"]);
+    let log = String::from_utf8(server.get(&format!("/v1/results/{batch}.log")).body).unwrap();
+    assert!(log.contains("fake (declared)"), "{log}");
+}
+
+#[test]
 fn limits_answer_with_a_json_error_naming_the_limit() {
     let server = Server::start(&[
         "--max-upload-mb",

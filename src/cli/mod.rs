@@ -3,6 +3,7 @@
 //! status are data, not failures), 1 the run failed, 2 bad usage or set-up.
 
 mod models;
+mod provenance;
 mod report;
 mod scan;
 mod serve;
@@ -98,6 +99,8 @@ pub struct ModelOptions {
     /// TensorRT engine and timing caches (default: ~/.cache/synthscan).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub provenance: provenance::ProvenanceOptions,
 }
 
 /// How the pipeline runs; shared by `scan` and `watch` (`serve` sets its own).
@@ -229,6 +232,7 @@ impl RunConfig {
         config.sessions_per_device = model.sessions_per_device.max(1);
         config.session.fallback_cpu = model.fallback == Some(Fallback::Cpu);
         config.session.precision = model.precision;
+        config.provenance = model.provenance.reader()?;
         if let Some(dir) = &model.cache_dir {
             config.session.gpu.cache_dir = dir.clone();
         }

@@ -451,11 +451,10 @@ fn batch_log(
         table.models_text(),
         rows.len() - ok,
     );
-    let threshold = table.combined_threshold();
     for r in rows {
-        let line = match table.combined_score(r) {
-            Some(s) => format!("{:.4} {}", s, Table::label(s, threshold)),
-            None => format!("{}: {}", r.status, r.error.as_deref().unwrap_or("")),
+        let line = match (table.combined_score(r), table.final_label(r)) {
+            (Some(s), Some((label, basis))) => format!("{s:.4} {label} ({})", basis.as_str()),
+            _ => format!("{}: {}", r.status, r.error.as_deref().unwrap_or("")),
         };
         let _ = writeln!(log, "{}\t{line}", r.meta.path);
     }
