@@ -522,24 +522,11 @@ fn twenty_clients_at_once_all_get_their_own_answers() {
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits() {
     let mut server = Server::start(&[]);
-    let png = image_bytes(50, 50, image::ImageFormat::Png);
-    let (content_type, body) = multipart(&[("late.png", &png)]);
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream
-        .write_all(&head(
-            "POST",
-            "/v1/scan",
-            &[("Content-Type", &content_type)],
-            body.len(),
-        ))
-        .unwrap();
     // Half the body now, so the request is surely in flight when the signal arrives.
-    let (first, rest) = body.split_at(body.len() / 2);
-    stream.write_all(first).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut stream, rest) = half_sent_upload(server.addr, "late.png");
     server.terminate();
     std::thread::sleep(Duration::from_millis(300));
-    stream.write_all(rest).unwrap();
+    stream.write_all(&rest).unwrap();
     let r = read_response(stream);
     let rows = r.rows();
     assert_eq!(rows[0]["path"], "late.png");
@@ -637,20 +624,9 @@ fn a_dead_pipeline_answers_503_on_health_and_requests_instead_of_hanging() {
 #[test]
 fn busy_slots_answer_429_with_retry_after_once_the_wait_is_over() {
     let server = Server::start(&["--max-concurrent", "1", "--max-wait", "0.5"]);
-    let png = image_bytes(50, 50, image::ImageFormat::Png);
-    let (content_type, body) = multipart(&[("slow.png", &png)]);
     // A slow client holds the only slot: its body arrives in two halves.
-    let mut slow = TcpStream::connect(server.addr).unwrap();
-    slow.write_all(&head(
-        "POST",
-        "/v1/scan",
-        &[("Content-Type", &content_type)],
-        body.len(),
-    ))
-    .unwrap();
-    let (first, rest) = body.split_at(body.len() / 2);
-    slow.write_all(first).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut slow, rest) = half_sent_upload(server.addr, "slow.png");
+    let png = image_bytes(50, 50, image::ImageFormat::Png);
 
     let started = Instant::now();
     let busy = server.upload(&[("fast.png", &png)]);
@@ -662,11 +638,31 @@ fn busy_slots_answer_429_with_retry_after_once_the_wait_is_over() {
     assert_eq!(busy.header("retry-after"), Some("1"));
     assert_eq!(busy.json()["limit"], "max_concurrent");
 
-    slow.write_all(rest).unwrap();
+    slow.write_all(&rest).unwrap();
     assert_eq!(read_response(slow).rows()[0]["status"], "ok");
     // The slot is free again.
     assert_eq!(
         server.upload(&[("fast.png", &png)]).rows()[0]["status"],
         "ok"
     );
+}
+
+/// Starts an upload of one small PNG and sends half its body: the request is in flight, and
+/// the caller sends the rest (returned) when the test is ready.
+fn half_sent_upload(addr: SocketAddr, name: &str) -> (TcpStream, Vec<u8>) {
+    let png = image_bytes(50, 50, image::ImageFormat::Png);
+    let (content_type, body) = multipart(&[(name, &png)]);
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(&head(
+            "POST",
+            "/v1/scan",
+            &[("Content-Type", &content_type)],
+            body.len(),
+        ))
+        .unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    (stream, rest.to_vec())
 }
