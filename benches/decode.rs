@@ -1,6 +1,6 @@
-//! Microbenchmarks of the input side: JPEG decoding at full and reduced (DCT-domain) scale, the
-//! resize + normalize into a 224x224 tensor, and reading provenance from the same files (to set
-//! against the decode it rides along with).
+//! Microbenchmarks of the input side: JPEG decoding in full, at reduced (DCT-domain) scale and
+//! as a centre-crop window, the resize + normalize into a 224x224 tensor, and reading provenance
+//! from the same files (to set against the decode it rides along with).
 //!
 //! ```text
 //! cargo bench --bench decode
@@ -11,7 +11,7 @@ use std::io::Cursor;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use image::{ImageFormat, RgbImage};
-use synthscan::decode::{decode_bytes, reduced_min_side, Limits};
+use synthscan::decode::{decode_bytes, Extent, Limits};
 use synthscan::manifest::{self, InputSpec};
 use synthscan::preprocess::Preprocessor;
 use synthscan::verdict::FileMeta;
@@ -41,7 +41,7 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
 /// The default model's input, from its manifest (benches run from the repository root).
 fn spec() -> InputSpec {
     manifest::resolve(manifest::DEFAULT_MODEL, &manifest::default_models_dirs())
-        .expect("models/resnet18-demo.json")
+        .expect("the default model's manifest")
         .manifest
         .input
 }
@@ -49,17 +49,26 @@ fn spec() -> InputSpec {
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_jpeg");
     group.sample_size(20);
-    let min_side = reduced_min_side(&[spec()]);
+    // What a 224 px resize model and a 224 px centre-crop model need decoded.
+    let extents = [
+        ("full", Extent::Full),
+        ("reduced", Extent::Reduced { min_side: 672 }),
+        (
+            "centre_crop",
+            Extent::CentreCrop {
+                width: 224,
+                height: 224,
+            },
+        ),
+    ];
     for (w, h) in [(512, 384), (1600, 1200), (4000, 3000)] {
         let bytes = jpeg(w, h);
         group.throughput(Throughput::Elements(1));
-        for (mode, min_side) in [("full", None), ("reduced", min_side)] {
+        for (mode, extent) in extents {
             group.bench_function(format!("{w}x{h}/{mode}"), |b| {
                 b.iter(|| {
                     let mut meta = FileMeta::default();
-                    black_box(
-                        decode_bytes(&bytes, &Limits::default(), min_side, &mut meta).unwrap(),
-                    )
+                    black_box(decode_bytes(&bytes, &Limits::default(), extent, &mut meta).unwrap())
                 })
             });
         }
@@ -104,6 +113,15 @@ fn provenance(c: &mut Criterion) {
                 b.iter(|| black_box(reader.read(&tagged)))
             });
         }
+    }
+    // Files that declare their making: a signed C2PA manifest (validated in full, the costly
+    // case) and AUTOMATIC1111 parameters in a PNG text chunk.
+    for name in ["Firefly_tabby_cat.jpg", "automatic1111_cropped.png"] {
+        let bytes =
+            bytes::Bytes::from(std::fs::read(format!("tests/fixtures/provenance/{name}")).unwrap());
+        group.bench_function(format!("declared/{name}"), |b| {
+            b.iter(|| black_box(reader.read(&bytes)))
+        });
     }
     group.finish();
 }

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `decode`: read + decode + resize + normalize every image under DIR, no model, with the
-//! scanner's reduced JPEG decoding unless `--full-decode`.
+//! scanner's partial JPEG decoding (reduced scale or the crop's window) unless `--full-decode`.
 //! `infer`: ONNX Runtime on pre-made tensors, no files, with the variant `--precision` picks
 //! (as `scan` would).
 //! Each prints one JSON line with `images_per_sec` (and `precision` for `infer`).
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use synthscan::decode::{decode_file, reduced_min_side, Limits};
+use synthscan::decode::{decode_file, Extent, Limits};
 use synthscan::infer::{ModelSession, SessionConfig};
 use synthscan::manifest;
 use synthscan::precision::Precision;
@@ -79,9 +79,11 @@ fn decode(dir: &str, threads: usize, full: bool) {
     let spec = manifest::resolve(manifest::DEFAULT_MODEL, &manifest::default_models_dirs())
         .map(|e| e.manifest.input)
         .expect("the default model's manifest gives the input size");
-    let min_side = (!full)
-        .then(|| reduced_min_side(std::slice::from_ref(&spec)))
-        .flatten();
+    let extent = if full {
+        Extent::Full
+    } else {
+        Extent::for_inputs(std::slice::from_ref(&spec))
+    };
     let paths = Arc::new(paths);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -95,7 +97,7 @@ fn decode(dir: &str, threads: usize, full: bool) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = paths.get(i) else { break };
                     let mut meta = FileMeta::default();
-                    if let Ok(img) = decode_file(path, &Limits::default(), min_side, &mut meta) {
+                    if let Ok(img) = decode_file(path, &Limits::default(), extent, &mut meta) {
                         std::hint::black_box(pre.prepare(&img).ok());
                         done += 1;
                     }

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
-use crate::jpeg;
+use crate::crop::Window;
 use crate::manifest::InputSpec;
 use crate::verdict::{to_ms, FileMeta, Status};
+use crate::{jpeg, jpeg_window};
 
 /// Limits that keep one hostile file from taking the machine down.
 #[derive(Debug, Clone, Copy)]
@@ -54,22 +55,64 @@ impl DecodeError {
     }
 }
 
+/// How much of a JPEG the models read, so that the decoder can leave the rest undone. `meta`
+/// always keeps the file's full size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Extent {
+    /// Every pixel at full scale.
+    #[default]
+    Full,
+    /// Resize models: a large JPEG may be decoded at 1/4 or 1/8 scale in the DCT domain
+    /// (libjpeg's scaled IDCT), as long as both sides stay at least `min_side` pixels; a 12 MP
+    /// photo that the model sees at 224 px then costs a fraction of a full decode.
+    Reduced { min_side: u32 },
+    /// Crop models with one tile: only the centre `width` x `height` window is decoded (see
+    /// [`jpeg_window`]), and the image handed on is that window. An image smaller than the
+    /// window is decoded whole, since it is scaled up before cropping.
+    CentreCrop { width: u32, height: u32 },
+}
+
+impl Extent {
+    /// The least a decoder must produce for models with these inputs: reduced for resize
+    /// models (keeping [`DCT_MARGIN`] times the largest input), the centre window when every
+    /// model reads the same single centre crop, and everything otherwise (tiles span the
+    /// image; a resize model beside a crop model needs the whole image).
+    pub fn for_inputs(specs: &[InputSpec]) -> Extent {
+        let Some(first) = specs.first() else {
+            return Extent::Full;
+        };
+        if specs.iter().all(|s| s.crop.is_none()) {
+            let largest = specs.iter().map(|s| s.width.max(s.height)).max();
+            return Extent::Reduced {
+                min_side: largest.unwrap_or(0) * DCT_MARGIN,
+            };
+        }
+        let centre = |s: &InputSpec| {
+            s.crop.as_ref().is_some_and(|c| c.tiles == 1)
+                && (s.width, s.height) == (first.width, first.height)
+        };
+        if specs.iter().all(centre) {
+            Extent::CentreCrop {
+                width: first.width,
+                height: first.height,
+            }
+        } else {
+            Extent::Full
+        }
+    }
+}
+
 /// Reads and decodes one file, filling `meta` as far as it gets, so that a failed file's row
 /// still carries size, hash and format where they were known.
-///
-/// With `min_side`, a large JPEG may be decoded at 1/4 or 1/8 scale in the DCT domain
-/// (libjpeg's scaled IDCT), as long as both sides stay at least `min_side` pixels: a 12 MP photo
-/// that the model sees at 224 px then costs a fraction of a full decode. `meta` keeps the
-/// file's full size.
 pub fn decode_file(
     path: &Path,
     limits: &Limits,
-    min_side: Option<u32>,
+    extent: Extent,
     meta: &mut FileMeta,
 ) -> Result<RgbImage, DecodeError> {
     let bytes = read_file(path, limits, meta)?;
     // The file can change between stat and read; the row describes what was read.
-    decode_file_bytes(&bytes, limits, min_side, meta)
+    decode_file_bytes(&bytes, limits, extent, meta)
 }
 
 /// Reads a whole file within the size limit, filling in its size and modification time.
@@ -93,13 +136,13 @@ pub fn read_file(
 pub fn decode_file_bytes(
     bytes: &[u8],
     limits: &Limits,
-    min_side: Option<u32>,
+    extent: Extent,
     meta: &mut FileMeta,
 ) -> Result<RgbImage, DecodeError> {
     meta.size_bytes = Some(bytes.len() as u64);
     check_file_size(bytes.len() as u64, limits)?;
     meta.blake3 = Some(blake3::hash(bytes).to_hex().to_string());
-    decode_bytes(bytes, limits, min_side, meta)
+    decode_bytes(bytes, limits, extent, meta)
 }
 
 fn check_file_size(len: u64, limits: &Limits) -> Result<(), DecodeError> {
@@ -112,11 +155,11 @@ fn check_file_size(len: u64, limits: &Limits) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Decodes the bytes of an image (see [`decode_file`] for `min_side`).
+/// Decodes the bytes of an image, as much of it as `extent` asks for.
 pub fn decode_bytes(
     bytes: &[u8],
     limits: &Limits,
-    min_side: Option<u32>,
+    extent: Extent,
     meta: &mut FileMeta,
 ) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
@@ -155,8 +198,28 @@ pub fn decode_bytes(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    use image::metadata::Orientation::{Rotate270, Rotate270FlipH, Rotate90, Rotate90FlipH};
+    let turned = matches!(
+        orientation,
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH
+    );
+    let shown = if turned { (h, w) } else { (w, h) };
+    meta.width = Some(shown.0);
+    meta.height = Some(shown.1);
+
     let libjpeg = if format == ImageFormat::Jpeg {
-        decode_jpeg_libjpeg(bytes, dct_reduction(w, h, min_side))
+        match extent {
+            Extent::CentreCrop { width, height } => {
+                match Window::centre(shown.0, shown.1, width, height) {
+                    Some(window) => decode_jpeg_window(bytes, window.unorient(orientation, w, h)),
+                    None => decode_jpeg_libjpeg(bytes, 1),
+                }
+            }
+            Extent::Reduced { min_side } => {
+                decode_jpeg_libjpeg(bytes, dct_reduction(w, h, min_side))
+            }
+            Extent::Full => decode_jpeg_libjpeg(bytes, 1),
+        }
     } else {
         None
     };
@@ -165,15 +228,15 @@ pub fn decode_bytes(
         None => DynamicImage::from_decoder(decoder).map_err(image_error)?,
     };
     image.apply_orientation(orientation);
-    use image::metadata::Orientation::{Rotate270, Rotate270FlipH, Rotate90, Rotate90FlipH};
-    let turned = matches!(
-        orientation,
-        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH
-    );
-    let (w, h) = if turned { (h, w) } else { (w, h) };
-    meta.width = Some(w);
-    meta.height = Some(h);
     Ok(image.into_rgb8())
+}
+
+/// The centre window of a JPEG (see [`jpeg_window`]); `None` for colour spaces it leaves to
+/// the `image` crate, which then decodes the whole image.
+fn decode_jpeg_window(bytes: &[u8], window: Window) -> Option<Result<RgbImage, DecodeError>> {
+    jpeg_window::decode_window(bytes, window)
+        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))
+        .transpose()
 }
 
 /// Decodes a YCbCr or grayscale JPEG with libjpeg-turbo's decoder (accurate integer IDCT, fancy
@@ -212,29 +275,13 @@ fn decode_jpeg_libjpeg(bytes: &[u8], reduction: u8) -> Option<Result<RgbImage, D
 /// that the resize to the input still averages several source pixels per output pixel.
 pub const DCT_MARGIN: u32 = 3;
 
-/// The `min_side` for [`decode_file`] that feeds models with these inputs; `None` when a model
-/// reads native-resolution crops, whose pixels a reduced decode would no longer be.
-pub fn reduced_min_side(specs: &[InputSpec]) -> Option<u32> {
-    if specs.iter().any(|s| s.crop.is_some()) {
-        return None;
-    }
-    Some(
-        specs
-            .iter()
-            .map(|s| s.width.max(s.height))
-            .max()
-            .unwrap_or(0)
-            * DCT_MARGIN,
-    )
-}
-
 /// How far a `w` x `h` JPEG may be reduced in the DCT domain (1, 4 or 8) so that both sides
 /// stay at least `min_side`. Halving is not used: it saves a fifth of the decode at most, and
 /// it is where the reduced decode moved scores the most (measured on the benchmark corpus).
-fn dct_reduction(w: u32, h: u32, min_side: Option<u32>) -> u8 {
-    let Some(min_side) = min_side.filter(|&m| m > 0) else {
+fn dct_reduction(w: u32, h: u32, min_side: u32) -> u8 {
+    if min_side == 0 {
         return 1;
-    };
+    }
     let short = w.min(h);
     [8u8, 4]
         .into_iter()
@@ -292,7 +339,7 @@ mod tests {
         let path = dir.path().join("really-a-png.jpg");
         std::fs::write(&path, png_bytes(20, 10)).unwrap();
         let mut meta = FileMeta::default();
-        let image = decode_file(&path, &Limits::default(), None, &mut meta).unwrap();
+        let image = decode_file(&path, &Limits::default(), Extent::Full, &mut meta).unwrap();
         assert_eq!(meta.format, Some("png"));
         assert_eq!((image.width(), image.height()), (20, 10));
         assert_eq!(meta.jpeg_quality, None);
@@ -306,15 +353,127 @@ mod tests {
         img.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
         let jpeg = jpeg.into_inner();
         let mut meta = FileMeta::default();
-        let full = decode_bytes(&jpeg, &Limits::default(), None, &mut meta).unwrap();
+        let full = decode_bytes(&jpeg, &Limits::default(), Extent::Full, &mut meta).unwrap();
         assert_eq!(full.dimensions(), (2000, 1600));
         // 1/4 keeps the short side at 400 >= 300; 1/8 would not.
-        let reduced = decode_bytes(&jpeg, &Limits::default(), Some(300), &mut meta).unwrap();
+        let reduced = decode_bytes(
+            &jpeg,
+            &Limits::default(),
+            Extent::Reduced { min_side: 300 },
+            &mut meta,
+        )
+        .unwrap();
         assert_eq!(reduced.dimensions(), (500, 400));
         assert_eq!((meta.width, meta.height), (Some(2000), Some(1600)));
         // Too small to reduce by 4 while keeping 450: decoded in full.
-        let kept = decode_bytes(&jpeg, &Limits::default(), Some(450), &mut meta).unwrap();
+        let kept = decode_bytes(
+            &jpeg,
+            &Limits::default(),
+            Extent::Reduced { min_side: 450 },
+            &mut meta,
+        )
+        .unwrap();
         assert_eq!(kept.dimensions(), (2000, 1600));
+    }
+
+    /// A JPEG of `w` x `h` whose EXIF says to display it with `orientation` (1-8).
+    fn oriented_jpeg(w: u32, h: u32, orientation: u8) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 5 % 256) as u8,
+                ((x ^ y) % 256) as u8,
+            ])
+        });
+        let mut plain = Cursor::new(Vec::new());
+        img.write_to(&mut plain, ImageFormat::Jpeg).unwrap();
+        let plain = plain.into_inner();
+        // Exif header, big-endian TIFF header, one IFD entry: 0x0112 SHORT 1 = orientation.
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+        exif.extend([0, orientation, 0, 0, 0, 0, 0, 0]);
+        let mut out = plain[..2].to_vec();
+        out.extend([0xFF, 0xE1]);
+        out.extend(((exif.len() + 2) as u16).to_be_bytes());
+        out.extend(exif);
+        out.extend(&plain[2..]);
+        out
+    }
+
+    #[test]
+    fn crop_models_get_the_centre_window_as_a_full_decode_would_show_it() {
+        let extent = Extent::CentreCrop {
+            width: 64,
+            height: 48,
+        };
+        for orientation in 1..=8 {
+            let jpeg = oriented_jpeg(301, 200, orientation);
+            let mut meta = FileMeta::default();
+            let full = decode_bytes(&jpeg, &Limits::default(), Extent::Full, &mut meta).unwrap();
+            let shown = full.dimensions();
+            assert_eq!(
+                shown,
+                if orientation >= 5 {
+                    (200, 301)
+                } else {
+                    (301, 200)
+                }
+            );
+            let window = Window::centre(shown.0, shown.1, 64, 48).unwrap();
+            let expected = image::imageops::crop_imm(&full, window.x, window.y, 64, 48).to_image();
+            let mut meta = FileMeta::default();
+            let got = decode_bytes(&jpeg, &Limits::default(), extent, &mut meta).unwrap();
+            assert!(got == expected, "orientation {orientation}");
+            assert_eq!((meta.width, meta.height), (Some(shown.0), Some(shown.1)));
+        }
+        // Smaller than the crop: decoded whole, to be scaled up by the preprocessor.
+        let small = oriented_jpeg(50, 40, 1);
+        let mut meta = FileMeta::default();
+        let got = decode_bytes(&small, &Limits::default(), extent, &mut meta).unwrap();
+        assert_eq!(got.dimensions(), (50, 40));
+    }
+
+    #[test]
+    fn the_extent_follows_the_models_inputs() {
+        let resize = |size: u32| InputSpec {
+            name: "input".into(),
+            layout: "NCHW".into(),
+            color: "RGB".into(),
+            height: size,
+            width: size,
+            resize: "bilinear_antialias".into(),
+            scale: 1.0 / 255.0,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            crop: None,
+        };
+        let crop = |size: u32, tiles: u32| InputSpec {
+            crop: Some(crate::manifest::CropSpec {
+                tiles,
+                aggregate: "mean".into(),
+                small: "upscale_short_side".into(),
+            }),
+            ..resize(size)
+        };
+        assert_eq!(
+            Extent::for_inputs(&[resize(224), resize(256)]),
+            Extent::Reduced { min_side: 768 }
+        );
+        assert_eq!(
+            Extent::for_inputs(&[crop(224, 1)]),
+            Extent::CentreCrop {
+                width: 224,
+                height: 224
+            }
+        );
+        assert_eq!(Extent::for_inputs(&[crop(224, 2)]), Extent::Full);
+        assert_eq!(
+            Extent::for_inputs(&[crop(224, 1), resize(224)]),
+            Extent::Full
+        );
+        assert_eq!(
+            Extent::for_inputs(&[crop(224, 1), crop(256, 1)]),
+            Extent::Full
+        );
     }
 
     #[test]
@@ -322,9 +481,14 @@ mod tests {
         // Its EXIF thumbnail, whole, sits before the cut.
         let full = include_bytes!("../tests/fixtures/camera/Canon_40D.jpg");
         let mut meta = FileMeta::default();
-        decode_bytes(full, &Limits::default(), None, &mut meta).unwrap();
-        let err =
-            decode_bytes(&full[..full.len() / 2], &Limits::default(), None, &mut meta).unwrap_err();
+        decode_bytes(full, &Limits::default(), Extent::Full, &mut meta).unwrap();
+        let err = decode_bytes(
+            &full[..full.len() / 2],
+            &Limits::default(),
+            Extent::Full,
+            &mut meta,
+        )
+        .unwrap_err();
         assert_eq!(err.status(), Status::DecodeError, "{err}");
         assert!(err.to_string().contains("truncated"), "{err}");
     }
@@ -336,7 +500,7 @@ mod tests {
             ..Limits::default()
         };
         let mut meta = FileMeta::default();
-        let err = decode_bytes(&png_bytes(20, 10), &limits, None, &mut meta).unwrap_err();
+        let err = decode_bytes(&png_bytes(20, 10), &limits, Extent::Full, &mut meta).unwrap_err();
         assert_eq!(err.status(), Status::TooLarge, "{err}");
     }
 
@@ -344,15 +508,20 @@ mod tests {
     fn corrupt_and_empty_inputs_have_distinct_statuses() {
         let mut meta = FileMeta::default();
         let png = png_bytes(64, 64);
-        let err =
-            decode_bytes(&png[..png.len() / 2], &Limits::default(), None, &mut meta).unwrap_err();
+        let err = decode_bytes(
+            &png[..png.len() / 2],
+            &Limits::default(),
+            Extent::Full,
+            &mut meta,
+        )
+        .unwrap_err();
         assert_eq!(err.status(), Status::DecodeError, "{err}");
-        let err = decode_bytes(b"", &Limits::default(), None, &mut meta).unwrap_err();
+        let err = decode_bytes(b"", &Limits::default(), Extent::Full, &mut meta).unwrap_err();
         assert_eq!(err.status(), Status::Unsupported);
         let err = decode_bytes(
             b"hello there, not an image",
             &Limits::default(),
-            None,
+            Extent::Full,
             &mut meta,
         )
         .unwrap_err();

@@ -9,10 +9,12 @@
 pub mod batch;
 pub mod cli;
 pub mod contain;
+pub mod crop;
 pub mod decode;
 pub mod device;
 pub mod infer;
 pub mod jpeg;
+pub mod jpeg_window;
 pub mod manifest;
 pub mod pipeline;
 pub mod precision;

@@ -60,8 +60,8 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     pub linger: Duration,
     pub limits: Limits,
-    /// Decode large JPEGs at 1/4 or 1/8 scale in the DCT domain (see
-    /// [`decode::reduced_min_side`]).
+    /// Decode only what the models read of a JPEG: large ones at 1/4 or 1/8 scale for resize
+    /// models, the crop's window for crop models (see [`decode::Extent`]).
     pub reduced_decode: bool,
     pub session: SessionConfig,
     /// Reads what each file declares about its making (C2PA, IPTC, generator metadata) from
@@ -208,10 +208,11 @@ impl Pipeline {
         };
 
         let specs = models.specs.clone();
-        let min_side = config
-            .reduced_decode
-            .then(|| decode::reduced_min_side(&specs))
-            .flatten();
+        let extent = if config.reduced_decode {
+            decode::Extent::for_inputs(&specs)
+        } else {
+            decode::Extent::Full
+        };
         let mut tasks = Vec::new();
         for _ in 0..config.decode_threads.max(1) {
             let (cand_rx, prep_tx, verdict_tx) =
@@ -219,7 +220,7 @@ impl Pipeline {
             let (specs, clock) = (specs.clone(), clock.clone());
             let decode = DecodeSettings {
                 limits: config.limits,
-                min_side,
+                extent,
                 provenance: config.provenance.clone(),
             };
             tasks.push(tokio::task::spawn_blocking(move || {
@@ -284,10 +285,10 @@ enum Decoded {
     Done(Verdict),
 }
 
-/// How the decode stage decodes: its limits, and how far it may reduce JPEGs.
+/// How the decode stage decodes: its limits, and how much of a JPEG it must decode.
 struct DecodeSettings {
     limits: Limits,
-    min_side: Option<u32>,
+    extent: decode::Extent,
     provenance: Option<Arc<provenance::Reader>>,
 }
 
@@ -329,13 +330,13 @@ fn prepare(
     let outcome = contain::run(|| {
         contain::inject(contain::Site::Decode, [meta.path.as_str()]);
         let t = Instant::now();
-        let (limits, min_side) = (&settings.limits, settings.min_side);
+        let (limits, extent) = (&settings.limits, settings.extent);
         let bytes = match &candidate.content {
             Some(upload) => Ok(upload.bytes.clone()),
             None => decode::read_file(&candidate.path, limits, &mut meta).map(bytes::Bytes::from),
         };
         let image = bytes.and_then(|bytes| {
-            let image = decode::decode_file_bytes(&bytes, limits, min_side, &mut meta);
+            let image = decode::decode_file_bytes(&bytes, limits, extent, &mut meta);
             // Read whatever the pixels did: a file that does not decode still declares what it
             // declares.
             match &settings.provenance {

@@ -15,6 +15,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 
+use crate::crop::{fill_size, tile_offsets};
 use crate::manifest::InputSpec;
 use crate::verdict::FileMeta;
 
@@ -59,29 +60,6 @@ impl Plan {
     pub fn len(&self) -> usize {
         3 * self.width as usize * self.height as usize
     }
-}
-
-/// Size an image of `w` x `h` is scaled to so that it covers a `cw` x `ch` crop (unchanged
-/// when it already does). Rounds half to even, as Python's `round` in the training code.
-pub fn fill_size(w: u32, h: u32, cw: u32, ch: u32) -> (u32, u32) {
-    if w >= cw && h >= ch {
-        return (w, h);
-    }
-    let f = (f64::from(cw) / f64::from(w)).max(f64::from(ch) / f64::from(h));
-    let scaled = |v: u32, min: u32| ((f64::from(v) * f).round_ties_even() as u32).max(min);
-    (scaled(w, cw), scaled(h, ch))
-}
-
-/// Crop origins along one axis: evenly spread, or the centre for one tile (rounded half to
-/// even, as torchvision's `CenterCrop` and the training code round).
-pub fn tile_offsets(length: u32, crop: u32, tiles: u32) -> Vec<u32> {
-    let room = f64::from(length - crop);
-    if tiles <= 1 {
-        return vec![(room / 2.0).round_ties_even() as u32];
-    }
-    (0..tiles)
-        .map(|i| (f64::from(i) * room / f64::from(tiles - 1)).round_ties_even() as u32)
-        .collect()
 }
 
 /// Owns a resizer and its scratch buffers; one per decode thread.
@@ -287,8 +265,6 @@ mod tests {
 
     #[test]
     fn small_images_are_scaled_up_to_cover_the_crop() {
-        assert_eq!(fill_size(3, 6, 4, 4), (4, 8));
-        assert_eq!(fill_size(10, 10, 4, 4), (10, 10));
         let mut p = Preprocessor::new(&[crop_spec(4, 1)]);
         let t = p
             .prepare(&RgbImage::from_pixel(2, 3, image::Rgb([9, 9, 9])))

@@ -121,9 +121,11 @@ pub struct PipelineOptions {
     /// Refuse files larger than this many MiB before reading them.
     #[arg(long, default_value_t = 256)]
     pub max_file_mb: u64,
-    /// Decode every JPEG at full size. By default a large JPEG is decoded at 1/4 or 1/8 scale in
-    /// the DCT domain, keeping both sides at least three times the model's input: twice as fast
-    /// on camera photos, with scores within 0.02 of a full decode.
+    /// Decode every JPEG whole, at full size. By default only what the model reads is decoded:
+    /// for resize models a large JPEG at 1/4 or 1/8 scale in the DCT domain, keeping both sides
+    /// at least three times the model's input (twice as fast on camera photos, scores within
+    /// 0.02 of a full decode); for crop models only the crop's window, pixel for pixel the same
+    /// as a full decode.
     #[arg(long)]
     pub full_decode: bool,
 }
