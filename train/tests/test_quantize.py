@@ -82,6 +82,7 @@ def test_a_failing_variant_is_not_shipped(tiny: Path) -> None:
     manifest = json.loads(tiny.read_text())
     manifest["variants"] = [{"precision": "int8", "file": "tiny-cnn.int8.onnx", "sha256": "0"}]
     tiny.write_text(json.dumps(manifest))
+    (tiny.parent / "tiny-cnn.int8.onnx").write_bytes(b"the earlier variant")
     code = quantize.main(
         [str(tiny), "--calib", str(SAMPLES), "--eval", f"samples={SAMPLES}",
          "--min-agreement", "1.01", "-b", "8"]
@@ -91,3 +92,5 @@ def test_a_failing_variant_is_not_shipped(tiny: Path) -> None:
     assert manifest["variants"] == []
     assert manifest["card"]["int8"]["passed"] is False
     assert not (tiny.parent / "tiny-cnn.int8.onnx").exists()
+    # Nor is the candidate left behind under its temporary name.
+    assert sorted(p.name for p in tiny.parent.iterdir() if "int8" in p.name) == []

@@ -189,6 +189,42 @@ def quantize_model(
         )
 
 
+def gate(
+    manifest: dict[str, Any],
+    fp32_path: Path,
+    int8_path: Path,
+    evals: Sequence[tuple[str, Path]],
+    split: str,
+    batch: int,
+    min_agreement: float,
+    max_auc_change: float,
+) -> dict[str, Any]:
+    """The gate's figures on every evaluation set, by set name."""
+    threshold = float(manifest["threshold"])
+    s32, s8 = cpu_session(fp32_path), cpu_session(int8_path)
+    sets: dict[str, Any] = {}
+    for name, path in evals:
+        found, layout = discover_any(path)
+        chosen = select_split(
+            found, layout, split if layout == "kaggle-csv" else "all", manifest["training"]
+        )
+        fp32, labels, _ = fake_scores(s32, manifest, chosen, batch)
+        int8, _, _ = fake_scores(s8, manifest, chosen, batch)
+        result = compare(fp32, int8, labels, threshold, min_agreement, max_auc_change)
+        log.info(
+            "%s: n=%d agreement=%.4f max|Δscore|=%.4f ΔAUC=%s %s",
+            name,
+            result.n,
+            result.label_agreement,
+            result.max_abs_score_change,
+            "n/a" if result.roc_auc_change is None else f"{result.roc_auc_change:+.4f}",
+            "pass" if result.passed else "FAIL",
+        )
+        sets[name] = {"data": describe(path), "split": split if layout == "kaggle-csv" else "all"}
+        sets[name].update(asdict(result))
+    return sets
+
+
 def quantize(
     manifest_path: Path,
     calib: Path,
@@ -214,31 +250,20 @@ def quantize(
     samples, calib_split = calibration_samples(calib, manifest, calib_split, calib_images)
     reader = ImageCalibration(manifest, samples, batch)
     log.info("calibrating on %d images from %s", len(samples), calib)
-    quantize_model(fp32_path, int8_path, reader, method)
-
-    threshold = float(manifest["threshold"])
-    s32, s8 = cpu_session(fp32_path), cpu_session(int8_path)
-    sets: dict[str, Any] = {}
-    for name, path in evals:
-        found, layout = discover_any(path)
-        chosen = select_split(
-            found, layout, split if layout == "kaggle-csv" else "all", manifest["training"]
+    # The variant is made beside the manifest under a temporary name and takes its real name
+    # only once it has passed, so an interrupted or failed run never leaves a file that looks
+    # shipped.
+    candidate = int8_path.with_name(f".{int8_path.name}.candidate")
+    try:
+        quantize_model(fp32_path, candidate, reader, method)
+        sets = gate(
+            manifest, fp32_path, candidate, evals, split, batch, min_agreement, max_auc_change
         )
-        fp32, labels, _ = fake_scores(s32, manifest, chosen, batch)
-        int8, _, _ = fake_scores(s8, manifest, chosen, batch)
-        result = compare(fp32, int8, labels, threshold, min_agreement, max_auc_change)
-        log.info(
-            "%s: n=%d agreement=%.4f max|Δscore|=%.4f ΔAUC=%s %s",
-            name,
-            result.n,
-            result.label_agreement,
-            result.max_abs_score_change,
-            "n/a" if result.roc_auc_change is None else f"{result.roc_auc_change:+.4f}",
-            "pass" if result.passed else "FAIL",
-        )
-        sets[name] = {"data": describe(path), "split": split if layout == "kaggle-csv" else "all"}
-        sets[name].update(asdict(result))
-    passed = all(s["passed"] for s in sets.values())
+        passed = all(s["passed"] for s in sets.values())
+        if passed:
+            candidate.replace(int8_path)
+    finally:
+        candidate.unlink(missing_ok=True)
 
     card = {
         "method": (
@@ -254,7 +279,7 @@ def quantize(
         "gate": {
             "min_label_agreement": min_agreement,
             "max_roc_auc_change": max_auc_change,
-            "threshold": threshold,
+            "threshold": float(manifest["threshold"]),
         },
         "evaluation": sets,
         "passed": passed,
@@ -266,7 +291,7 @@ def quantize(
             {"precision": PRECISION, "file": int8_path.name, "sha256": sha256_file(int8_path)}
         )
     else:
-        int8_path.unlink()
+        int8_path.unlink(missing_ok=True)
         log.error("the INT8 variant failed the gate: not shipped")
     manifest["variants"] = variants
     manifest.setdefault("card", {})[PRECISION] = card
