@@ -5,8 +5,9 @@ at FP32 and, where the manifest lists an INT8 variant, at INT8 (scanner and base
     bench/run [--corpus bench/corpus] [--models resnet18-demo,vit-tiny-demo] [--repeats 3]
               [--threads N] [--subset jpeg]
 
-The scanner also runs with --full-decode, which gives the speed-up of decoding large JPEGs at
-reduced scale and, from the same rows, how far that moved each image's score.
+The scanner also runs with --full-decode, which gives the speed-up of partial JPEG decoding
+(large JPEGs at reduced scale for resize models, only the crop's window for crop models) and,
+from the same rows, how far that moved each image's score.
 Writes bench/results/latest.md (the table README shows) and latest.json.
 """
 
@@ -247,7 +248,7 @@ def main() -> None:
         notes.append(
             f"- {name}: scanner / baseline (FP32) **{scanner / median['baseline-fp32']:.2f}x**; "
             f"scanner / shared-core ceiling (FP32) **{100 * scanner / shared['fp32']:.0f}%**; "
-            f"reduced JPEG decoding {scanner / median['full-fp32']:.2f}x the full decode end to "
+            f"partial JPEG decoding {scanner / median['full-fp32']:.2f}x the full decode end to "
             f"end, moving {rf['changed']} of {rf['images']} scores by at most "
             f"{rf['max_abs_diff']:.4f} (mean {rf['mean_abs_diff']:.5f}), "
             f"{rf['label_changes']} labels changed"

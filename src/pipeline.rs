@@ -62,7 +62,7 @@ pub struct PipelineConfig {
     pub limits: Limits,
     /// Decode only what the models read of a JPEG: large ones at 1/4 or 1/8 scale for resize
     /// models, the crop's window for crop models (see [`decode::Extent`]).
-    pub reduced_decode: bool,
+    pub partial_decode: bool,
     pub session: SessionConfig,
     /// Reads what each file declares about its making (C2PA, IPTC, generator metadata) from
     /// the bytes the decode stage holds; `None` leaves the provenance columns null.
@@ -80,7 +80,7 @@ impl PipelineConfig {
             batch_size: 16,
             linger: Duration::from_millis(50),
             limits: Limits::default(),
-            reduced_decode: true,
+            partial_decode: true,
             session: SessionConfig::cpu(cores.max(1)),
             provenance: None,
         }
@@ -208,7 +208,7 @@ impl Pipeline {
         };
 
         let specs = models.specs.clone();
-        let extent = if config.reduced_decode {
+        let extent = if config.partial_decode {
             decode::Extent::for_inputs(&specs)
         } else {
             decode::Extent::Full

@@ -229,7 +229,7 @@ impl RunConfig {
         }
         config.limits.max_pixels = opts.max_pixels;
         config.limits.max_file_bytes = opts.max_file_mb.saturating_mul(1024 * 1024);
-        config.reduced_decode = !opts.full_decode;
+        config.partial_decode = !opts.full_decode;
         config.devices = device::parse(&model.device).map_err(usage)?;
         config.sessions_per_device = model.sessions_per_device.max(1);
         config.session.fallback_cpu = model.fallback == Some(Fallback::Cpu);
