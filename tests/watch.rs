@@ -415,3 +415,42 @@ fn a_decoder_panic_on_one_file_is_its_row_and_watching_goes_on() {
     assert_eq!(rows["fine.png"].status, "ok", "{log}");
     assert_eq!(rows["later.png"].status, "ok", "{log}");
 }
+
+#[test]
+fn a_second_watcher_on_the_same_outdir_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, log) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("log"),
+    );
+    std::fs::create_dir(&input).unwrap();
+    let first = Watcher::start(&[&input], &out, &log, &[]);
+    let second = Command::new(env!("CARGO_BIN_EXE_synthscan"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("watch")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .args(tiny_model())
+        .env("NO_COLOR", "1")
+        .env_remove("SYNTHSCAN_MODELS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    let outdir = out.canonicalize().unwrap();
+    assert!(
+        stderr.contains(&*outdir.to_string_lossy()) && stderr.contains("another running"),
+        "{stderr}"
+    );
+    // The first watcher is untouched: its open part was not removed, and it goes on scoring.
+    std::fs::write(input.join("after.png"), png(1)).unwrap();
+    let rows = wait_rows(&out, 1, Duration::from_secs(60), &first);
+    assert_eq!(rows.len(), 1);
+    first.terminate();
+    assert_eq!(leftovers(&out), Vec::<String>::new());
+    // Once the first is gone, the folder is free again.
+    let again = Watcher::start(&[&input], &out, &log, &[]);
+    again.terminate();
+}
