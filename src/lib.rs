@@ -14,6 +14,7 @@ pub mod device;
 pub mod infer;
 pub mod jpeg;
 pub mod manifest;
+pub mod pause;
 pub mod pipeline;
 pub mod precision;
 pub mod preprocess;
