@@ -16,6 +16,7 @@ pub mod infer;
 pub mod jpeg;
 pub mod jpeg_window;
 pub mod manifest;
+pub mod pause;
 pub mod pipeline;
 pub mod precision;
 pub mod preprocess;

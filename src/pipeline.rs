@@ -8,7 +8,9 @@
 //! Stages talk over bounded channels, so memory is bounded by the capacities below, not by the
 //! corpus. CPU-heavy stages run on blocking threads. Shutdown drains: when the source stops (its
 //! input ends, or `stop` is set), each stage finishes what it holds and closes its output, and
-//! the collector finalizes the file. Every candidate ends as exactly one verdict row.
+//! the collector finalizes the file. Every candidate ends as exactly one verdict row, except a
+//! file its source will hand on again because it changed while being read (see
+//! [`Candidate::version`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,9 +26,9 @@ use crate::preprocess::{Prepared, Preprocessor};
 use crate::provenance;
 use crate::runtime::Runtime;
 use crate::sink::{Sink, SinkError};
-use crate::source::Candidate;
+use crate::source::{Candidate, Version};
 use crate::summary::{Stage, StageClock, Summary};
-use crate::verdict::{FileMeta, Status, Verdict};
+use crate::verdict::{to_ms, FileMeta, Status, Verdict};
 
 /// Paths are small; a deep queue lets the walk run ahead of slow decoding.
 const CANDIDATE_CAPACITY: usize = 1024;
@@ -185,6 +187,7 @@ impl Pipeline {
         } = self;
         let clock = Arc::new(StageClock::default());
         let discovered = Arc::new(AtomicU64::new(0));
+        let superseded = Arc::new(AtomicU64::new(0));
         let (cand_tx, cand_rx) = bounded::<Candidate>(CANDIDATE_CAPACITY);
         let (prep_tx, prep_rx) = bounded::<Prepared>(config.batch_size * 2);
         let (batch_tx, batch_rx) = bounded::<Vec<Prepared>>(workers.len());
@@ -217,14 +220,19 @@ impl Pipeline {
         for _ in 0..config.decode_threads.max(1) {
             let (cand_rx, prep_tx, verdict_tx) =
                 (cand_rx.clone(), prep_tx.clone(), verdict_tx.clone());
-            let (specs, clock) = (specs.clone(), clock.clone());
+            let (specs, clock, superseded) = (specs.clone(), clock.clone(), superseded.clone());
             let decode = DecodeSettings {
                 limits: config.limits,
                 extent,
                 provenance: config.provenance.clone(),
             };
             tasks.push(tokio::task::spawn_blocking(move || {
-                decode_loop(&cand_rx, &prep_tx, &verdict_tx, &specs, &decode, &clock)
+                let out = DecodeOutput {
+                    prepared: &prep_tx,
+                    done: &verdict_tx,
+                    superseded: &superseded,
+                };
+                decode_loop(&cand_rx, &out, &specs, &decode, &clock)
             }));
         }
         drop((cand_rx, prep_tx));
@@ -264,7 +272,8 @@ impl Pipeline {
         for t in tasks {
             t.await.map_err(join)?;
         }
-        summary.candidates = discovered.load(Ordering::Relaxed);
+        summary.candidates =
+            discovered.load(Ordering::Relaxed) - superseded.load(Ordering::Relaxed);
         if summary.rows != summary.candidates {
             return Err(PipelineError::Lost {
                 candidates: summary.candidates,
@@ -283,6 +292,16 @@ impl Pipeline {
 enum Decoded {
     Ready(Prepared),
     Done(Verdict),
+    /// The file changed after its source handed it on; the source hands on the new version.
+    Superseded,
+}
+
+/// Where the decode stage sends what it makes of each candidate.
+struct DecodeOutput<'a> {
+    prepared: &'a Sender<Prepared>,
+    done: &'a Sender<Verdict>,
+    /// Candidates dropped as [`Decoded::Superseded`]: they owe no row.
+    superseded: &'a AtomicU64,
 }
 
 /// How the decode stage decodes: its limits, and how much of a JPEG it must decode.
@@ -294,8 +313,7 @@ struct DecodeSettings {
 
 fn decode_loop(
     input: &Receiver<Candidate>,
-    prepared: &Sender<Prepared>,
-    done: &Sender<Verdict>,
+    out: &DecodeOutput,
     specs: &[crate::manifest::InputSpec],
     decode: &DecodeSettings,
     clock: &StageClock,
@@ -303,8 +321,12 @@ fn decode_loop(
     let mut pre = Preprocessor::new(specs);
     while let Ok(candidate) = input.recv_blocking() {
         let sent = match prepare(candidate, decode, &mut pre, specs, clock) {
-            Decoded::Ready(p) => prepared.send_blocking(p).is_ok(),
-            Decoded::Done(v) => done.send_blocking(v).is_ok(),
+            Decoded::Ready(p) => out.prepared.send_blocking(p).is_ok(),
+            Decoded::Done(v) => out.done.send_blocking(v).is_ok(),
+            Decoded::Superseded => {
+                out.superseded.fetch_add(1, Ordering::Relaxed);
+                true
+            }
         };
         if !sent {
             return;
@@ -327,14 +349,22 @@ fn prepare(
     // A decoder or the resizer panicking on this file's bytes costs this file's row, not the
     // worker: the row says so, and the next file gets a fresh preprocessor.
     let step = std::cell::Cell::new("decoding");
+    let superseded = std::cell::Cell::new(false);
     let outcome = contain::run(|| {
         contain::inject(contain::Site::Decode, [meta.path.as_str()]);
+        crate::pause::decode(&meta.path);
         let t = Instant::now();
         let (limits, extent) = (&settings.limits, settings.extent);
         let bytes = match &candidate.content {
             Some(upload) => Ok(upload.bytes.clone()),
             None => decode::read_file(&candidate.path, limits, &mut meta).map(bytes::Bytes::from),
         };
+        if let (Ok(bytes), Some(version)) = (&bytes, candidate.version) {
+            if !read_as_handed_on(&candidate.path, version, &meta, bytes.len()) {
+                superseded.set(true);
+                return Err((Status::IoError, String::new()));
+            }
+        }
         let image = bytes.and_then(|bytes| {
             let image = decode::decode_file_bytes(&bytes, limits, extent, &mut meta);
             // Read whatever the pixels did: a file that does not decode still declares what it
@@ -355,6 +385,13 @@ fn prepare(
         clock.add(Stage::Resize, t.elapsed());
         tensors.map_err(|e| (Status::DecodeError, e.to_string()))
     });
+    if superseded.get() {
+        tracing::info!(
+            "{} changed while it was read; its new version is scored instead",
+            meta.path
+        );
+        return Decoded::Superseded;
+    }
     match outcome {
         Ok(Ok(tensors)) => Decoded::Ready(Prepared { meta, tensors }),
         Ok(Err((status, message))) => Decoded::Done(Verdict::failed(meta, status, message)),
@@ -365,6 +402,29 @@ fn prepare(
             Decoded::Done(Verdict::failed(meta, Status::DecodeError, message))
         }
     }
+}
+
+/// Whether the bytes read are the version the source handed on: the look before the read, the
+/// number of bytes read and a look after it all agree with that version. Anything else means
+/// the file was rewritten in between, and the bytes may even be half of each version.
+fn read_as_handed_on(
+    path: &std::path::Path,
+    version: Version,
+    meta: &FileMeta,
+    len: usize,
+) -> bool {
+    let before = meta.size_bytes.map(|size| Version {
+        size,
+        modified_ms: meta.modified_ms,
+    });
+    let after = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| Version {
+            size: m.len(),
+            modified_ms: m.modified().ok().map(to_ms),
+        });
+    before == Some(version) && after == Some(version) && len as u64 == version.size
 }
 
 fn infer_loop(

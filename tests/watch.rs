@@ -415,3 +415,105 @@ fn a_decoder_panic_on_one_file_is_its_row_and_watching_goes_on() {
     assert_eq!(rows["fine.png"].status, "ok", "{log}");
     assert_eq!(rows["later.png"].status, "ok", "{log}");
 }
+
+#[test]
+fn a_second_watcher_on_the_same_outdir_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, log) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("log"),
+    );
+    std::fs::create_dir(&input).unwrap();
+    let first = Watcher::start(&[&input], &out, &log, &[]);
+    let second = Command::new(env!("CARGO_BIN_EXE_synthscan"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("watch")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .args(tiny_model())
+        .env("NO_COLOR", "1")
+        .env_remove("SYNTHSCAN_MODELS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    let outdir = out.canonicalize().unwrap();
+    assert!(
+        stderr.contains(&*outdir.to_string_lossy()) && stderr.contains("another running"),
+        "{stderr}"
+    );
+    // The first watcher is untouched: its open part was not removed, and it goes on scoring.
+    std::fs::write(input.join("after.png"), png(1)).unwrap();
+    let rows = wait_rows(&out, 1, Duration::from_secs(60), &first);
+    assert_eq!(rows.len(), 1);
+    first.terminate();
+    assert_eq!(leftovers(&out), Vec::<String>::new());
+    // Once the first is gone, the folder is free again.
+    let again = Watcher::start(&[&input], &out, &log, &[]);
+    again.terminate();
+}
+
+#[test]
+fn a_file_rewritten_while_being_scored_ends_with_one_row_for_its_final_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, log, staging) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("log"),
+        dir.path().join("staging"),
+    );
+    std::fs::create_dir(&input).unwrap();
+    std::fs::create_dir(&staging).unwrap();
+    // Every read of the file waits, so the rewrite lands after the watcher handed the first
+    // version on and before the decode stage reads it.
+    let w = Watcher::start_with_env(
+        &[&input],
+        &out,
+        &log,
+        &[],
+        &[("SYNTHSCAN_TEST_PAUSE_DECODE", "rewritten:1500")],
+    );
+    let paused = "pausing before reading";
+    let wait_log = |n: usize| {
+        let t = Instant::now();
+        while count(&log, paused) < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the decode stage never paused {n} time(s):\n{}",
+                w.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let path = input.join("rewritten.png");
+    std::fs::write(staging.join("rewritten.png"), png(1)).unwrap();
+    std::fs::rename(staging.join("rewritten.png"), &path).unwrap();
+    wait_log(1);
+    // Rewritten in place with other content and another size.
+    let img =
+        image::RgbImage::from_fn(80, 48, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, 7]));
+    let mut last = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut last, image::ImageFormat::Png).unwrap();
+    let last = last.into_inner();
+    std::fs::write(&path, &last).unwrap();
+    // The final version is handed on, and scored once the first read gave way to it.
+    wait_log(2);
+    wait_rows(&out, 1, Duration::from_secs(60), &w);
+    // Long enough for any further row to be written and its part finalized.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = w.terminate();
+    let rows = dataset(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}\n{log}");
+    let row = &rows[0];
+    assert_eq!(row.status, "ok", "{row:?}");
+    assert_eq!(row.size_bytes, Some(last.len() as u64), "{row:?}");
+    assert_eq!(
+        row.blake3.as_deref(),
+        Some(blake3::hash(&last).to_hex().as_str()),
+        "{row:?}"
+    );
+    assert_eq!(row.width, Some(80), "{row:?}");
+    assert!(log.contains("changed while it was read"), "{log}");
+}

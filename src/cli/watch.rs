@@ -15,6 +15,7 @@ use super::{
     build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig, WalkArgs,
 };
 use crate::pipeline::{Observer, Source};
+use crate::sink::lock::{self, LockError};
 use crate::sink::rolling::{self, RollPolicy, RollingSink};
 use crate::source::watch::{self, read_ledger, WatchOptions};
 use crate::verdict::{now_ms, Status, Table};
@@ -90,6 +91,18 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
         .out
         .canonicalize()
         .with_context(|| format!("resolving {}", args.out.display()))?;
+    // Taken before anything in the folder is touched: what counts as stale below is another
+    // live watcher's open part when the folder is shared.
+    let _lock = match lock::lock(&out) {
+        Ok(l) => Some(l),
+        Err(e @ LockError::Held { .. }) => return Err(usage(e)),
+        Err(e) => {
+            tracing::warn!(
+                "{e}; nothing stops a second watcher on this folder from duplicating rows"
+            );
+            None
+        }
+    };
     let stale = rolling::remove_stale_partials(&out)?;
     if stale > 0 {
         tracing::info!("removed {stale} unfinished part(s) left by an earlier run");

@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod jsonl;
+pub mod lock;
 pub mod parquet;
 pub mod rolling;
 

@@ -18,6 +18,17 @@ pub struct Candidate {
     pub defect: Option<Defect>,
     /// The file's bytes when they are in memory already; `path` is then only a label.
     pub content: Option<Upload>,
+    /// The version the source handed on, from a source that hands a file on again whenever it
+    /// changes (`watch`). A file found to be another version when read is then dropped rather
+    /// than scored: its row would describe a version the source is about to hand on itself.
+    pub version: Option<Version>,
+}
+
+/// A file's size and modification time, as its verdict row records them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    pub size: u64,
+    pub modified_ms: Option<i64>,
 }
 
 /// An in-memory file and the ticket that routes its verdict back to whoever sent it.
@@ -39,6 +50,7 @@ impl Candidate {
             path,
             defect: None,
             content: None,
+            version: None,
         }
     }
 
@@ -47,6 +59,7 @@ impl Candidate {
             path: PathBuf::from(name),
             defect: None,
             content: Some(Upload { ticket, bytes }),
+            version: None,
         }
     }
 
@@ -58,6 +71,7 @@ impl Candidate {
                 message: message.into(),
             }),
             content: None,
+            version: None,
         }
     }
 

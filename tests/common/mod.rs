@@ -6,7 +6,7 @@ use std::process::Command;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
-use arrow::datatypes::{Float32Type, UInt32Type, UInt8Type};
+use arrow::datatypes::{Float32Type, UInt32Type, UInt64Type, UInt8Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub fn synthscan(args: &[&str]) -> Command {
@@ -88,6 +88,8 @@ pub struct Row {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub jpeg_quality: Option<u8>,
+    pub size_bytes: Option<u64>,
+    pub blake3: Option<String>,
 }
 
 pub fn read_rows(path: &Path) -> Vec<Row> {
@@ -112,6 +114,10 @@ pub fn read_rows(path: &Path) -> Vec<Row> {
         .column_by_name("jpeg_quality")
         .unwrap()
         .as_primitive::<UInt8Type>();
+    let size = b
+        .column_by_name("size_bytes")
+        .unwrap()
+        .as_primitive::<UInt64Type>();
     (0..b.num_rows())
         .map(|i| Row {
             path: s("path", i).unwrap(),
@@ -123,6 +129,8 @@ pub fn read_rows(path: &Path) -> Vec<Row> {
             width: width.is_valid(i).then(|| width.value(i)),
             height: height.is_valid(i).then(|| height.value(i)),
             jpeg_quality: quality.is_valid(i).then(|| quality.value(i)),
+            size_bytes: size.is_valid(i).then(|| size.value(i)),
+            blake3: s("blake3", i),
         })
         .collect()
 }

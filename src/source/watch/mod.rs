@@ -27,7 +27,7 @@ use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher as _};
 
 use super::walk::{self, Kind, WalkOptions};
-use super::Candidate;
+use super::{Candidate, Version};
 use crate::verdict::to_ms;
 pub use ledger::{read_ledger, FileKey, Ledger};
 use readiness::{Pending, Readiness, DEBOUNCE};
@@ -407,13 +407,22 @@ impl State<'_> {
                 Some(Readiness::Defect(c)) => Some(c),
                 _ => None,
             };
-            let Some(candidate) = defect.or_else(|| self.candidate(&path, md.as_ref().ok())) else {
+            let Some(mut candidate) = defect.or_else(|| self.candidate(&path, md.as_ref().ok()))
+            else {
                 continue;
             };
             let key = FileKey::of(&path, md.as_ref().ok());
             if self.scored.contains(&key) {
                 self.skipped += 1;
                 continue;
+            }
+            // A file rewritten after this look is handed on again (its events make it pending
+            // again), so the pipeline may drop this version if it finds another when reading.
+            if candidate.defect.is_none() {
+                candidate.version = key.size.map(|size| Version {
+                    size,
+                    modified_ms: key.modified_ms,
+                });
             }
             if !emit(candidate) {
                 return false;
