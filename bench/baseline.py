@@ -1,7 +1,7 @@
 """The pipeline a user would otherwise write: PyTorch DataLoader (worker processes) decoding with
 PIL and the training transform, ONNX Runtime's Python session, verdicts to Parquet with pyarrow.
 
-    python bench/baseline.py DIR --model models/resnet18-demo.json --out v.parquet \
+    python bench/baseline.py DIR --model models/efficientnet-lite0-gen.json --out v.parquet \
         [--workers 2] [--threads 2] [--batch-size 16] [--precision fp32|int8]
 
 With `--precision int8` it runs the manifest's INT8 variant, as a Python user who quantized

@@ -2,7 +2,7 @@
 same threads, same run, plus the two ceilings (decode alone, inference alone), for each model,
 at FP32 and, where the manifest lists an INT8 variant, at INT8 (scanner and baseline alike).
 
-    bench/run [--corpus bench/corpus] [--models resnet18-demo,vit-tiny-demo] [--repeats 3]
+    bench/run [--corpus bench/corpus] [--models efficientnet-lite0-gen] [--repeats 3]
               [--threads N] [--subset jpeg]
 
 The scanner also runs with --full-decode, which gives the speed-up of partial JPEG decoding
@@ -183,7 +183,7 @@ def main() -> None:
     ap.add_argument("--subset", default="jpeg", help="corpus subfolder(s), comma separated")
     ap.add_argument(
         "--models",
-        default="resnet18-demo,vit-tiny-demo",
+        default="efficientnet-lite0-gen",
         help="model names (from models/) or manifest paths, comma separated",
     )
     ap.add_argument("--repeats", type=int, default=3)

@@ -434,26 +434,8 @@ mod tests {
 
     #[test]
     fn the_extent_follows_the_models_inputs() {
-        let resize = |size: u32| InputSpec {
-            name: "input".into(),
-            layout: "NCHW".into(),
-            color: "RGB".into(),
-            height: size,
-            width: size,
-            resize: "bilinear_antialias".into(),
-            scale: 1.0 / 255.0,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            crop: None,
-        };
-        let crop = |size: u32, tiles: u32| InputSpec {
-            crop: Some(crate::manifest::CropSpec {
-                tiles,
-                aggregate: "mean".into(),
-                small: "upscale_short_side".into(),
-            }),
-            ..resize(size)
-        };
+        let resize = |size: u32| InputSpec::for_tests(size, None);
+        let crop = |size: u32, tiles: u32| InputSpec::for_tests(size, Some(tiles));
         assert_eq!(
             Extent::for_inputs(&[resize(224), resize(256)]),
             Extent::Reduced { min_side: 768 }

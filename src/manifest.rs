@@ -100,6 +100,29 @@ pub struct InputSpec {
     pub crop: Option<CropSpec>,
 }
 
+#[cfg(test)]
+impl InputSpec {
+    /// A square RGB input with ImageNet normalization; with `tiles`, a native-resolution crop.
+    pub(crate) fn for_tests(size: u32, tiles: Option<u32>) -> InputSpec {
+        InputSpec {
+            name: "input".into(),
+            layout: "NCHW".into(),
+            color: "RGB".into(),
+            height: size,
+            width: size,
+            resize: "bilinear_antialias".into(),
+            scale: 1.0 / 255.0,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            crop: tiles.map(|tiles| CropSpec {
+                tiles,
+                aggregate: "mean".into(),
+                small: "upscale_short_side".into(),
+            }),
+        }
+    }
+}
+
 /// Native-resolution input: `tiles` x `tiles` crops spread evenly over the image (one tile is
 /// the centre crop), their fake probabilities averaged. An image smaller than the crop is
 /// first scaled up (bilinear, keeping its aspect ratio) until its shorter side fills it.

@@ -207,29 +207,11 @@ mod tests {
     use super::*;
 
     fn spec(size: u32) -> InputSpec {
-        InputSpec {
-            name: "input".into(),
-            layout: "NCHW".into(),
-            color: "RGB".into(),
-            height: size,
-            width: size,
-            resize: "bilinear_antialias".into(),
-            scale: 1.0 / 255.0,
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-            crop: None,
-        }
+        InputSpec::for_tests(size, None)
     }
 
     fn crop_spec(size: u32, tiles: u32) -> InputSpec {
-        InputSpec {
-            crop: Some(crate::manifest::CropSpec {
-                tiles,
-                aggregate: "mean".into(),
-                small: "upscale_short_side".into(),
-            }),
-            ..spec(size)
-        }
+        InputSpec::for_tests(size, Some(tiles))
     }
 
     /// Byte `x + 10 * y` in every channel, so a value tells where it was cropped from.

@@ -193,6 +193,13 @@ fn leftovers(out: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A watched folder (created), an OUTDIR and a log path under `dir`.
+fn folders(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let input = dir.join("in");
+    std::fs::create_dir(&input).unwrap();
+    (input, dir.join("out"), dir.join("log"))
+}
+
 fn png(i: usize) -> Vec<u8> {
     let img = image::RgbImage::from_fn(64, 64, |x, y| {
         image::Rgb([(x * 4) as u8, (y * 4) as u8, (i % 251) as u8])
@@ -381,12 +388,7 @@ fn sigterm_drains_the_pipeline_and_finalizes_the_open_part() {
 #[test]
 fn a_decoder_panic_on_one_file_is_its_row_and_watching_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, out, log) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("log"),
-    );
-    std::fs::create_dir(&input).unwrap();
+    let (input, out, log) = folders(dir.path());
     let w = Watcher::start_with_env(
         &[&input],
         &out,
@@ -419,12 +421,7 @@ fn a_decoder_panic_on_one_file_is_its_row_and_watching_goes_on() {
 #[test]
 fn a_second_watcher_on_the_same_outdir_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, out, log) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("log"),
-    );
-    std::fs::create_dir(&input).unwrap();
+    let (input, out, log) = folders(dir.path());
     let first = Watcher::start(&[&input], &out, &log, &[]);
     let second = Command::new(env!("CARGO_BIN_EXE_synthscan"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -458,13 +455,8 @@ fn a_second_watcher_on_the_same_outdir_exits_2_naming_it() {
 #[test]
 fn a_file_rewritten_while_being_scored_ends_with_one_row_for_its_final_content() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, out, log, staging) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("log"),
-        dir.path().join("staging"),
-    );
-    std::fs::create_dir(&input).unwrap();
+    let (input, out, log) = folders(dir.path());
+    let staging = dir.path().join("staging");
     std::fs::create_dir(&staging).unwrap();
     // Every read of the file waits, so the rewrite lands after the watcher handed the first
     // version on and before the decode stage reads it.

@@ -1,7 +1,7 @@
 """The `synthscan serve` page in a real browser: upload, rows, threshold, filter, CSV download.
 
 Drives Debian's Chromium (``/usr/bin/chromium``, or ``SYNTHSCAN_CHROMIUM``) through Playwright
-against a server on an ephemeral port, with both bundled models loaded so the page compares
+against a server on an ephemeral port, with two models loaded so the page compares
 them. ``scripts/test`` installs Chromium and sets ``SYNTHSCAN_REQUIRE_BROWSER=1``, so in CI a
 missing browser fails the test instead of skipping it. ``SYNTHSCAN_SCREENSHOT=PATH`` saves the
 results page there (README's screenshot is made that way).
@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 from conftest import REPO, scanner
 
-MODELS = ["--model", "resnet18-demo", "--model", "vit-tiny-demo"]
+# The default and the small test model, so that the page compares two models.
+MODELS = [
+    "--model",
+    "efficientnet-lite0-gen",
+    "--model",
+    str(REPO / "tests" / "fixtures" / "tiny-cnn.json"),
+]
 SAMPLES = {
     "real-01.jpg": REPO / "samples" / "real" / "01.jpg",
     "fake-00.png": REPO / "samples" / "fake" / "00.png",
@@ -94,9 +100,11 @@ def test_upload_compare_threshold_and_download(server: str, tmp_path: Path) -> N
         scans: list[str] = []
         page.on("request", lambda r: scans.append(r.url) if "/v1/scan" in r.url else None)
         page.goto(server)
-        version = json.loads((REPO / "models" / "resnet18-demo.json").read_text())["version"]
-        expect(page.locator("#models")).to_contain_text(f"resnet18-demo {version}")
-        expect(page.locator("#models")).to_contain_text("vit-tiny-demo")
+        version = json.loads((REPO / "models" / "efficientnet-lite0-gen.json").read_text())
+        expect(page.locator("#models")).to_contain_text(
+            f"efficientnet-lite0-gen {version['version']}"
+        )
+        expect(page.locator("#models")).to_contain_text("tiny-cnn")
 
         page.set_input_files("#files", [str(uploads / n) for n in SAMPLES])
         rows = page.locator("#results tbody tr")
