@@ -3,12 +3,13 @@
 //!
 //! `auto` takes FP16 on GPUs and INT8 on CPUs with 8-bit dot-product instructions (AVX512-VNNI
 //! or AVX-VNNI; CPUs with AMX-INT8 have AVX512-VNNI too), each when the manifest lists that
-//! variant, else FP32. On such a CPU (an Intel Xeon with AMX-INT8) ONNX Runtime ran the INT8
-//! ResNet18 2.3 to 2.9 times as fast as FP32 (bench/results/int8-intel-xeon.md). On x86 CPUs
-//! without VNNI, INT8 is not chosen by itself: ONNX Runtime's guide warns that its u8s8 kernels
-//! for plain AVX2/AVX512 can saturate, so the quality gate measured when the variant was made
-//! does not vouch for them, and no speed-up was measured there. An explicit `--precision` is honoured on any device, and a model that lacks
-//! the variant asked for is an error before any file is read.
+//! variant, else FP32. On such a CPU (an Intel Xeon with AMX-INT8) ONNX Runtime ran the default
+//! model's INT8 variant 1.97 times as fast as FP32, and the whole scanner 1.61 times
+//! (bench/results/default-model-intel-xeon.md). On x86 CPUs without VNNI, INT8 is not chosen by
+//! itself: ONNX Runtime's guide warns that its u8s8 kernels for plain AVX2/AVX512 can saturate,
+//! so the quality gate measured when the variant was made does not vouch for them, and no
+//! speed-up was measured there. An explicit `--precision` is honoured on any device, and a model
+//! that lacks the variant asked for is an error before any file is read.
 
 use crate::device::Device;
 

@@ -39,8 +39,9 @@ run -m train --data-path "$work/corpus/train/data.csv" --val-data-path "$work/co
     --jpeg-aug 65-100 --webp-aug 0.3 --aug-prob 0.5 --rescale-aug --blur-aug --hflip \
     -j 1 --device "${DEVICE:-cpu}" --output-dir "$work/runs/$name"
 
-run -m train.export "$work/runs/$name/checkpoint.pth" --out "$models/$name" \
-    --parity-images "$repo/samples" --version "${VERSION:-1.0.0}" --tiles "${TILES:-1}"
+run -m train.export "$work/runs/$name/checkpoint.pth" --out "$models/$name" --no-fp16 \
+    --card-json "$repo/train/cards/$name.json" --parity-images "$repo/samples" \
+    --version "${VERSION:-1.1.0}" --tiles "${TILES:-1}"
 
 # Operating points from the validation split's real images (never the held-out sets), then
 # every figure of the card at the 5% point.
@@ -50,7 +51,8 @@ run -m train.evaluate "$models/$name.json" val="$c/val/data.csv" \
     samples="$repo/samples" --calibrate val --write-manifest \
     --perturb jpeg75,downscale50,webp75 --perturb-sets val,sd35 --out "$work/$name.eval.json"
 
-# The INT8 variant, calibrated on training images, listed only if it passes its gate.
-run -m train.quantize "$models/$name.json" --calib "$c/train/data.csv" --calib-split all \
+# The INT8 variant, calibrated on training images, listed only if it passes its gate. The stem
+# and the first block (three convolutions) stay in float: they lose the most signal-to-noise.
+run -m train.quantize "$models/$name.json" --calib "$c/train/data.csv" --calib-split all --float-convs 3 \
     --split all --eval val="$c/val/data.csv" --eval sd35="$c/holdout_stable_diffusion_3_5_large_vs_real.csv" \
     --eval holdout_source="$c/holdout_source/data.csv" || echo "INT8 variant not shipped: it failed its gate"

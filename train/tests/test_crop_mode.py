@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import skimage
 import torch
@@ -14,7 +16,7 @@ from PIL import Image
 
 from train import cli, evaluate
 from train.data import Preprocess, crop_tiles, eval_transform, fill_crop, tile_offsets
-from train.export import export
+from train.export import export, export_fp32
 from train.models import create_model
 
 
@@ -122,3 +124,22 @@ def test_crop_mode_trains_exports_and_evaluates(folder_data: Path, tmp_path: Pat
     assert again["threshold"] == result["threshold"]
     assert len(again["operating_points"]) == 3
     assert os.path.getsize(manifest) > 0
+
+
+def test_exported_efficientnet_padding_folds_into_its_convolutions(tmp_path: Path) -> None:
+    model = create_model("efficientnet_lite0").eval()
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        dynamic = model(x)
+    path = tmp_path / "m.onnx"
+    export_fp32(model, 224, path)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    # The same outputs as timm's run-time padding, for a batch size other than the export's.
+    exported = session.run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(exported, dynamic.numpy(), atol=1e-4)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Shape" not in ops, "the padding still depends on the input's shape"
+    optimized = {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
+    assert "Pad" in ops and "Pad" not in optimized, "ONNX Runtime kept a separate Pad"

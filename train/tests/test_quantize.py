@@ -94,3 +94,28 @@ def test_a_failing_variant_is_not_shipped(tiny: Path) -> None:
     assert not (tiny.parent / "tiny-cnn.int8.onnx").exists()
     # Nor is the candidate left behind under its temporary name.
     assert sorted(p.name for p in tiny.parent.iterdir() if "int8" in p.name) == []
+
+
+def test_the_first_convolutions_can_stay_in_float(tiny: Path) -> None:
+    code = quantize.main(
+        [str(tiny), "--calib", str(SAMPLES / "real"), "--calib-images", "12",
+         "--eval", f"samples={SAMPLES}", "--float-convs", "1", "-b", "8"]
+    )  # fmt: skip
+    assert code == 0
+    manifest = json.loads(tiny.read_text())
+    assert manifest["card"]["int8"]["float_convs"] == ["node_conv2d"]
+    import onnx
+
+    graph = onnx.load(str(tiny.parent / manifest["variants"][0]["file"])).graph
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    producers = {o: n for n in graph.node for o in n.output}
+    initializers = {t.name: t for t in graph.initializer}
+
+    def weight_is_quantized(conv: onnx.NodeProto) -> bool:
+        weight = conv.input[1]
+        if weight in initializers:
+            return initializers[weight].data_type != onnx.TensorProto.FLOAT
+        return producers[weight].op_type == "DequantizeLinear"
+
+    assert not weight_is_quantized(convs["node_conv2d"])
+    assert weight_is_quantized(convs["node_conv2d_1"])

@@ -129,6 +129,9 @@ def test_scanner_matches_the_training_transform(manifest_ref: Path | str, tmp_pa
             *map(str, images),
             "--model",
             str(manifest_path),
+            # Preprocessing is what this compares; INT8 variants have their own gate.
+            "--precision",
+            "fp32",
             "--out",
             str(out),
         ],

@@ -21,7 +21,7 @@ from onnxconverter_common import float16
 
 from train.data import IMAGE_EXTENSIONS, LABELS, Preprocess, eval_transform
 from train.data import load_image as load_rgb
-from train.models import create_model, unwrap_state_dict
+from train.models import create_model, fix_same_padding, unwrap_state_dict
 
 log = logging.getLogger("train.export")
 
@@ -51,6 +51,7 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 
 def export_fp32(model: torch.nn.Module, image_size: int, path: Path) -> None:
+    fix_same_padding(model, image_size)
     dummy = torch.randn(1, 3, image_size, image_size)
     # The TorchScript exporter writes one self-contained file (the dynamo exporter may split
     # weights into external data) and supports a symbolic batch axis directly.
