@@ -474,3 +474,36 @@ fn a_failing_collector_fails_the_run_loudly() {
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pipeline stage failed"), "{stderr}");
 }
+
+#[test]
+fn models_lists_every_manifest_in_aligned_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::copy(
+        fixtures.join("tiny-cnn.onnx"),
+        dir.path().join("tiny-cnn.onnx"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("tiny-cnn.json"),
+        dir.path().join("tiny-cnn.json"),
+    )
+    .unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny-cnn.json")).unwrap())
+            .unwrap();
+    let long = "a-detector-with-a-name-longer-than-twenty-characters";
+    m["name"] = long.into();
+    m["version"] = "9.8.7".into();
+    std::fs::write(dir.path().join(format!("{long}.json")), m.to_string()).unwrap();
+
+    let out = run_ok(synthscan(&["models"]).arg("--models-dir").arg(dir.path()));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let row = |name: &str| *lines.iter().find(|l| l.starts_with(name)).unwrap();
+    // The version column starts at the same place on every line, however long a name is.
+    let column = lines[0].find("version").unwrap();
+    assert_eq!(row(long).find("9.8.7"), Some(column), "{text}");
+    assert_eq!(row("tiny-cnn ").find("0.0.1"), Some(column), "{text}");
+}

@@ -20,27 +20,35 @@ pub fn run(args: ModelsArgs) -> Result<ExitCode> {
     let Some(dir) = dirs.iter().find(|d| d.is_dir()) else {
         bail!("no models folder found (looked in {dirs:?})");
     };
-    println!(
-        "{:<20} {:<10} {:<22} {:>5} {:>9}  variants",
-        "name", "version", "architecture", "size", "threshold"
-    );
+    let mut manifests = Vec::new();
     for entry in manifest::list(dir) {
         match entry {
-            Ok(e) => {
-                let m = &e.manifest;
-                let variants: Vec<&str> = m.variants.iter().map(|v| v.precision.as_str()).collect();
-                println!(
-                    "{:<20} {:<10} {:<22} {:>5} {:>9.3}  fp32 {}",
-                    m.name,
-                    m.version,
-                    m.architecture,
-                    m.input.width,
-                    m.threshold,
-                    variants.join(" ")
-                );
-            }
+            Ok(e) => manifests.push(e.manifest),
             Err(e) => eprintln!("warning: {e}"),
         }
+    }
+    // Names are as long as their authors make them: the column fits the longest.
+    let width = manifests
+        .iter()
+        .map(|m| m.name.len())
+        .chain(["name".len()])
+        .max()
+        .unwrap_or_default();
+    println!(
+        "{:<width$} {:<10} {:<22} {:>5} {:>9}  variants",
+        "name", "version", "architecture", "size", "threshold"
+    );
+    for m in manifests {
+        let variants: Vec<&str> = m.variants.iter().map(|v| v.precision.as_str()).collect();
+        println!(
+            "{:<width$} {:<10} {:<22} {:>5} {:>9.3}  fp32 {}",
+            m.name,
+            m.version,
+            m.architecture,
+            m.input.width,
+            m.threshold,
+            variants.join(" ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
