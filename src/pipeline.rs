@@ -28,7 +28,7 @@ use crate::runtime::Runtime;
 use crate::sink::{Sink, SinkError};
 use crate::source::{Candidate, Version};
 use crate::summary::{Stage, StageClock, Summary};
-use crate::verdict::{to_ms, FileMeta, Status, Verdict};
+use crate::verdict::{FileMeta, Status, Verdict};
 
 /// Paths are small; a deep queue lets the walk run ahead of slow decoding.
 const CANDIDATE_CAPACITY: usize = 1024;
@@ -417,13 +417,7 @@ fn read_as_handed_on(
         size,
         modified_ms: meta.modified_ms,
     });
-    let after = std::fs::metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| Version {
-            size: m.len(),
-            modified_ms: m.modified().ok().map(to_ms),
-        });
+    let after = std::fs::metadata(path).ok().and_then(|m| Version::of(&m));
     before == Some(version) && after == Some(version) && len as u64 == version.size
 }
 

@@ -8,7 +8,7 @@ pub mod watch;
 
 use std::path::PathBuf;
 
-use crate::verdict::Status;
+use crate::verdict::{to_ms, Status};
 
 /// A file the pipeline must account for with exactly one verdict.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,16 @@ pub struct Candidate {
 pub struct Version {
     pub size: u64,
     pub modified_ms: Option<i64>,
+}
+
+impl Version {
+    /// The version `md` describes; `None` for anything but a regular file.
+    pub fn of(md: &std::fs::Metadata) -> Option<Version> {
+        md.is_file().then(|| Version {
+            size: md.len(),
+            modified_ms: md.modified().ok().map(to_ms),
+        })
+    }
 }
 
 /// An in-memory file and the ticket that routes its verdict back to whoever sent it.

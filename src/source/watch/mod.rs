@@ -28,7 +28,6 @@ use notify::{Event, EventKind, RecursiveMode, Watcher as _};
 
 use super::walk::{self, Kind, WalkOptions};
 use super::{Candidate, Version};
-use crate::verdict::to_ms;
 pub use ledger::{read_ledger, FileKey, Ledger};
 use readiness::{Pending, Readiness, DEBOUNCE};
 
@@ -368,9 +367,7 @@ impl State<'_> {
                 Readiness::Settling
             };
             let mut pending = Pending::new(readiness, quiet_since);
-            pending.seen = md
-                .filter(|m| m.is_file())
-                .map(|m| (m.len(), m.modified().ok().map(to_ms)));
+            pending.seen = md.as_ref().and_then(Version::of);
             self.pending.insert(c.path, pending);
         }
         n
@@ -392,11 +389,7 @@ impl State<'_> {
                 continue;
             };
             let md = std::fs::metadata(&path);
-            let now_seen = md
-                .as_ref()
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| (m.len(), m.modified().ok().map(to_ms)));
+            let now_seen = md.as_ref().ok().and_then(Version::of);
             if !p.is_final() && now_seen != p.seen {
                 // Still changing: look again a settle interval from now.
                 p.seen = now_seen;
@@ -419,10 +412,7 @@ impl State<'_> {
             // A file rewritten after this look is handed on again (its events make it pending
             // again), so the pipeline may drop this version if it finds another when reading.
             if candidate.defect.is_none() {
-                candidate.version = key.size.map(|size| Version {
-                    size,
-                    modified_ms: key.modified_ms,
-                });
+                candidate.version = now_seen;
             }
             if !emit(candidate) {
                 return false;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::source::Candidate;
+use crate::source::{Candidate, Version};
 
 /// Events for one path closer together than this are one burst.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -34,7 +34,7 @@ pub enum Readiness {
 pub struct Pending {
     pub readiness: Readiness,
     /// Size and modification time at the last look.
-    pub seen: Option<(u64, Option<i64>)>,
+    pub seen: Option<Version>,
     /// The last event or observed change.
     pub changed: Instant,
 }
