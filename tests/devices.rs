@@ -133,19 +133,10 @@ fn a_session_that_fails_every_batch_still_accounts_for_every_file() {
     std::fs::create_dir(&input).unwrap();
     corpus(&input, 10);
     // The network takes 64x64 inputs; a manifest claiming 32x32 makes every run fail.
-    let fixtures = common::fixtures();
-    std::fs::copy(
-        fixtures.join("tiny-cnn.onnx"),
-        dir.path().join("tiny-cnn.onnx"),
-    )
-    .unwrap();
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny-cnn.json")).unwrap())
-            .unwrap();
-    m["input"]["height"] = 32.into();
-    m["input"]["width"] = 32.into();
-    let manifest = dir.path().join("tiny-cnn.json");
-    std::fs::write(&manifest, m.to_string()).unwrap();
+    let manifest = common::tiny_model_in(dir.path(), "tiny-cnn", |m| {
+        m["input"]["height"] = 32.into();
+        m["input"]["width"] = 32.into();
+    });
     let out = dir.path().join("v.parquet");
     scan_with(&input, &out, vec![Device::Cpu; 2], 2, &manifest);
     let rows = read_rows(&out);

@@ -239,17 +239,13 @@ fn two_models_score_the_same_decoded_images_in_their_own_columns() {
     std::fs::create_dir(&input).unwrap();
     write_image(&input.join("a.png"), 120, 80, image::ImageFormat::Png);
     // The same network under a second name, with a stricter threshold.
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let models = dir.path().join("models");
     std::fs::create_dir(&models).unwrap();
-    std::fs::copy(fixtures.join("tiny-cnn.onnx"), models.join("tiny-cnn.onnx")).unwrap();
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny-cnn.json")).unwrap())
-            .unwrap();
-    m["name"] = "twin".into();
-    m["threshold"] = 0.0.into();
-    std::fs::write(models.join("twin.json"), m.to_string()).unwrap();
-    std::fs::copy(fixtures.join("tiny-cnn.json"), models.join("tiny-cnn.json")).unwrap();
+    common::tiny_model_in(&models, "twin", |m| {
+        m["name"] = "twin".into();
+        m["threshold"] = 0.0.into();
+    });
+    common::tiny_model_in(&models, "tiny-cnn", |_| {});
 
     let out = dir.path().join("v.parquet");
     run_ok(
@@ -478,24 +474,12 @@ fn a_failing_collector_fails_the_run_loudly() {
 #[test]
 fn models_lists_every_manifest_in_aligned_columns() {
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    std::fs::copy(
-        fixtures.join("tiny-cnn.onnx"),
-        dir.path().join("tiny-cnn.onnx"),
-    )
-    .unwrap();
-    std::fs::copy(
-        fixtures.join("tiny-cnn.json"),
-        dir.path().join("tiny-cnn.json"),
-    )
-    .unwrap();
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny-cnn.json")).unwrap())
-            .unwrap();
+    common::tiny_model_in(dir.path(), "tiny-cnn", |_| {});
     let long = "a-detector-with-a-name-longer-than-twenty-characters";
-    m["name"] = long.into();
-    m["version"] = "9.8.7".into();
-    std::fs::write(dir.path().join(format!("{long}.json")), m.to_string()).unwrap();
+    common::tiny_model_in(dir.path(), long, |m| {
+        m["name"] = long.into();
+        m["version"] = "9.8.7".into();
+    });
 
     let out = run_ok(synthscan(&["models"]).arg("--models-dir").arg(dir.path()));
     let text = String::from_utf8(out.stdout).unwrap();

@@ -40,6 +40,21 @@ pub fn tiny_model() -> Vec<String> {
     ]
 }
 
+/// Writes `dir/NAME.json`, the test network's manifest as `edit` changes it, beside a copy of
+/// the network, and returns the manifest's path.
+pub fn tiny_model_in(dir: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let network = dir.join("tiny-cnn.onnx");
+    if !network.exists() {
+        std::fs::copy(fixtures().join("tiny-cnn.onnx"), &network).unwrap();
+    }
+    let text = std::fs::read_to_string(fixtures().join("tiny-cnn.json")).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edit(&mut manifest);
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    path
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
