@@ -20,18 +20,14 @@ work=$(cd "$1" && pwd)
 c=$work/corpus
 out=$work/compare
 mkdir -p "$out"
-run() { (cd "$repo/train" && uv run --frozen python "$@"); }
+source "$here/recipe.sh"
 
 for spec in resnet18:resnet18-gen-e5:5 resnet18:resnet18-gen-e25:25 vit_tiny_patch16_224:vit-tiny-gen-e5:5; do
     IFS=: read -r model name epochs <<<"$spec"
     run -m train --data-path "$c/train/data.csv" --val-data-path "$c/val/data.csv" \
-        --model "$model" --input-mode crop --image-size 224 \
-        --epochs "$epochs" --max-steps 50 -b 32 --lr 1e-3 \
-        --lr-scheduler cosineannealinglr --amp bf16 --channels-last \
-        --jpeg-aug 65-100 --webp-aug 0.3 --aug-prob 0.5 --rescale-aug --blur-aug --hflip \
-        -j 1 --device "${DEVICE:-cpu}" --output-dir "$out/runs/$name"
+        --model "$model" --lr 1e-3 --epochs "$epochs" --max-steps 50 "${recipe[@]}" \
+        --output-dir "$out/runs/$name"
     run -m train.export "$out/runs/$name/checkpoint.pth" --out "$out/$name" --no-fp16 --version 0.0.0
-    run -m train.evaluate "$out/$name.json" val="$c/val/data.csv" \
-        sd35="$c/holdout_stable_diffusion_3_5_large_vs_real.csv" \
-        holdout_source="$c/holdout_source/data.csv" --calibrate val --out "$out/$name.eval.json"
+    run -m train.evaluate "$out/$name.json" "${held_out[@]}" --calibrate val \
+        --out "$out/$name.eval.json"
 done
