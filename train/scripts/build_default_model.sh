@@ -2,15 +2,14 @@
 # Builds the default model, efficientnet-lite0-gen, from scratch: sources, corpus, shortcut
 # check, training, export, evaluation and the figures in its manifest and card.
 #
-# Usage: train/scripts/build_default_model.sh GALLERIES WORK [MODELS]
+# Usage: train/scripts/build_default_model.sh REPOS WORK [MODELS]
 #
-#   GALLERIES  a folder holding git checkouts of the three permissively licensed generator
-#              galleries the corpus is built from (names as on GitHub):
-#                AI-Horde-Styles                (amiantos/AI-Horde-Styles, CC0-1.0)
-#                StableDiffusion-CheatSheet     (SupaGruen/StableDiffusion-CheatSheet, MIT)
-#                Artists-SD35L                  (EnragedAntelope/Artists-SD35L, MIT)
-#   WORK       where photos, corpus, runs and evaluations go (several GB)
-#   MODELS     where the model is written (default: the repository's models/)
+#   REPOS   a folder holding checkouts (named as on GitHub, without the owner) of every
+#           repository in train/train/sources/repos.csv, at the commits listed there: the three
+#           Stable Diffusion galleries, the camera-photo sources and the other generator
+#           families the catalogues in train/train/sources/ take files from
+#   WORK    where photos, corpus, runs and evaluations go (several GB)
+#   MODELS  where the model is written (default: the repository's models/)
 #
 # About an hour and a half on two CPU cores, most of it training; a GPU makes training minutes
 # (pass DEVICE=cuda). Set EPOCHS / MAX_STEPS to train longer.
@@ -18,10 +17,10 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 if [[ $# -lt 2 ]]; then
-    sed -n 2,17p "$0" >&2
+    sed -n 2,15p "$0" >&2
     exit 2
 fi
-galleries=$(cd "$1" && pwd)
+repos=$(cd "$1" && pwd)
 work=$(mkdir -p "$2" && cd "$2" && pwd)
 models=${3:-$repo/models}
 name=efficientnet-lite0-gen
@@ -30,27 +29,28 @@ source "$here/recipe.sh"
 
 "$here/fetch_photos.sh" --real-corpus "$work/photos"
 [[ -f "$c/index.csv" ]] ||
-    run -m train.corpus --generators "$galleries" --photos "$work/photos" --out "$c"
+    run -m train.corpus --generators "$repos" --photos "$work/photos" --out "$c"
 run -m train.shortcut "$c/index.csv" --out "$c/shortcut.json"
 
 run -m train --data-path "$c/train/data.csv" --val-data-path "$c/val/data.csv" \
     --model efficientnet_lite0 --weights imagenet --lr 3e-4 \
-    --epochs "${EPOCHS:-5}" --max-steps "${MAX_STEPS:-50}" "${recipe[@]}" \
+    --epochs "${EPOCHS:-6}" --max-steps "${MAX_STEPS:-50}" "${recipe[@]}" \
     --output-dir "$work/runs/$name"
 
 run -m train.export "$work/runs/$name/checkpoint.pth" --out "$models/$name" --no-fp16 \
     --card-json "$repo/train/cards/$name.json" --parity-images "$repo/samples" \
-    --version "${VERSION:-1.1.0}" --tiles "${TILES:-1}"
+    --version "${VERSION:-2.0.0}" --tiles "${TILES:-1}"
 
 # Operating points from the validation split's real images (never the held-out sets), then
 # every figure of the card at the 5% point.
 run -m train.evaluate "$models/$name.json" "${held_out[@]}" samples="$repo/samples" \
-    --calibrate val --write-manifest \
-    --perturb jpeg75,downscale50,webp75 --perturb-sets val,sd35 --out "$work/$name.eval.json"
+    ${HARD:+hard="$HARD"} --calibrate val --write-manifest \
+    --perturb jpeg75,downscale50,webp75,social --perturb-sets val,sd35_vs_camera,native_camera \
+    --out "$work/$name.eval.json"
 
 # The INT8 variant, calibrated on training images, listed only if it passes its gate. The stem
 # and the first block (three convolutions) stay in float: they lose the most signal-to-noise.
 gate=()
-for set in "${held_out[@]}"; do gate+=(--eval "$set"); done
+for set in "${held_out[@]:0:5}"; do gate+=(--eval "$set"); done
 run -m train.quantize "$models/$name.json" --calib "$c/train/data.csv" --calib-split all \
     --float-convs 3 --split all "${gate[@]}" || echo "INT8 variant not shipped: it failed its gate"

@@ -42,15 +42,34 @@ def jpeg_quality(table: Sequence[int]) -> float:
     return (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
 
 
+# Counting colours beyond this tells nothing more: a palette-quantized picture has at most 256.
+MAX_COLOURS = 4096
+
+
+def colour_count(im: Image.Image) -> int:
+    """Distinct RGB colours, capped: low for a picture that was palette-quantized once, even
+    after re-encoding."""
+    rgb = np.asarray(im.convert("RGB"), dtype=np.uint32)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    return min(MAX_COLOURS, len(np.unique(packed)))
+
+
 def file_features(path: Path) -> list[float]:
     with Image.open(path) as im:
         fmt = im.format or ""
         quality = jpeg_quality(im.quantization[0]) if fmt == "JPEG" else 0.0
         w, h = im.size
-    return [*(float(fmt == f) for f in FORMATS), float(w), float(h), quality]
+        colours = colour_count(im)
+    return [*(float(fmt == f) for f in FORMATS), float(w), float(h), quality, float(colours)]
 
 
-FEATURES = (*(f"format_{f.lower()}" for f in FORMATS), "width", "height", "jpeg_quality")
+FEATURES = (
+    *(f"format_{f.lower()}" for f in FORMATS),
+    "width",
+    "height",
+    "jpeg_quality",
+    "colours",
+)
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -82,11 +101,17 @@ def check(index: Path, seed: int = 0) -> dict[str, Any]:
         "roc_auc": {},
     }
     real_holdout = split == "holdout_source"
-    for name in sorted(set(split) - {"train"}):
+    camera_holdout = split == "holdout_camera"
+    for name in sorted(set(split) - {"train", "holdout_source", "holdout_camera"}):
         mask = split == name
-        if name.startswith("holdout_") and name != "holdout_source":
-            mask = mask | real_holdout  # a held-out generator against the held-out real source
-        if name == "holdout_source":
+        if name.startswith("holdout_"):
+            # A held-out generator against each held-out real source.
+            for suffix, reals in (("", real_holdout), ("_vs_camera", camera_holdout)):
+                if reals.any():
+                    both = mask | reals
+                    result["roc_auc"][name + suffix] = _auc(
+                        y[both], trained.predict_proba(x[both])[:, 1]
+                    )
             continue
         result["roc_auc"][name] = _auc(y[mask], trained.predict_proba(x[mask])[:, 1])
     return result
