@@ -10,10 +10,11 @@ use common::{read_rows, run_ok, synthscan};
 
 /// A detector is not an oracle; a handful of misses is allowed. The samples are one image of
 /// each of fourteen generators, several of them families the default catches about half the
-/// time, and nine camera photos: the default (2.0.0) labels 25 of 32 (models/README.md). This
-/// bar fails on a regression of two more images, and sits below the 0.9 that 1.1.0 met on
-/// Stable Diffusion-only samples: the card says so.
-const MIN_ACCURACY: f64 = 0.75;
+/// time, and nine camera photos: the default (2.0.0) labels 25 of 32 in FP32 and 24 with its
+/// INT8 variant, which `auto` picks on CPUs with VNNI (models/README.md). This bar fails on a
+/// regression of two more images, and sits below the 0.9 that 1.1.0 met on Stable
+/// Diffusion-only samples: the card says so.
+const MIN_ACCURACY: f64 = 0.7;
 
 #[test]
 fn default_model_labels_the_samples() {
