@@ -30,8 +30,8 @@ MODELS = [
 ]
 SAMPLES = {
     "real-01.jpg": REPO / "samples" / "real" / "01.jpg",
-    "fake-00.png": REPO / "samples" / "fake" / "00.png",
-    "real-02.webp": REPO / "samples" / "real" / "02.webp",
+    "fake-02.png": REPO / "samples" / "fake" / "02.png",
+    "fake-03.webp": REPO / "samples" / "fake" / "03.webp",
 }
 CHROMIUM_FLAGS = [
     "--no-sandbox",
