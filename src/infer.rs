@@ -12,7 +12,9 @@ use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorRef};
 
 use crate::device::{Device, GpuOptions};
-use crate::manifest::{InputSpec, ManifestError, ModelEntry, OutputKind, ThresholdChoice};
+use crate::manifest::{
+    InputSpec, ManifestError, ModelEntry, OutputKind, ThresholdChoice, ThresholdSource,
+};
 use crate::precision::{self, Host, Precision};
 use crate::preprocess::distinct_specs;
 use crate::runtime::Runtime;
@@ -342,6 +344,8 @@ pub struct ModelSet {
     /// For each entry, the index of its input spec among the distinct ones.
     pub spec_index: Vec<usize>,
     pub columns: Vec<ModelColumn>,
+    /// Where each column's threshold came from, in column order.
+    pub threshold_sources: Vec<ThresholdSource>,
 }
 
 impl ModelSet {
@@ -353,22 +357,24 @@ impl ModelSet {
         thresholds: ThresholdChoice,
     ) -> Result<Self, ManifestError> {
         let (specs, spec_index) = distinct_specs(entries.iter().map(|e| &e.manifest.input));
-        let columns = entries
-            .iter()
-            .map(|e| {
-                Ok(ModelColumn {
-                    name: e.manifest.name.clone(),
-                    version: e.manifest.version.clone(),
-                    threshold: thresholds.for_model(&e.manifest)?,
-                    precision: "fp32".into(),
-                })
-            })
-            .collect::<Result<_, ManifestError>>()?;
+        let mut columns = Vec::new();
+        let mut threshold_sources = Vec::new();
+        for e in &entries {
+            let (threshold, source) = thresholds.pick(&e.manifest)?;
+            columns.push(ModelColumn {
+                name: e.manifest.name.clone(),
+                version: e.manifest.version.clone(),
+                threshold,
+                precision: "fp32".into(),
+            });
+            threshold_sources.push(source);
+        }
         Ok(ModelSet {
             entries,
             specs,
             spec_index,
             columns,
+            threshold_sources,
         })
     }
 }

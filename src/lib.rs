@@ -7,21 +7,26 @@
 //! behind a web page and an HTTP API.
 
 pub mod batch;
+pub mod calibration;
 pub mod cli;
 pub mod contain;
 pub mod crop;
 pub mod decode;
 pub mod device;
+pub mod evaluate;
 pub mod infer;
 pub mod jpeg;
 pub mod jpeg_window;
+pub mod labelled;
 pub mod manifest;
+pub mod metrics;
 pub mod pause;
 pub mod pipeline;
 pub mod precision;
 pub mod preprocess;
 pub mod provenance;
 pub mod report;
+pub mod run_metadata;
 pub mod runtime;
 pub mod serve;
 pub mod sink;

@@ -241,23 +241,88 @@ impl Manifest {
     }
 }
 
-/// How each model's threshold is chosen: `threshold` for every model, else each model's
-/// operating point for `max_fpr`, else each model's own.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// How each model's threshold is chosen: `threshold` for every model, else the calibrated
+/// threshold for the model a calibration file was made for, else each model's operating point
+/// for `max_fpr`, else each model's own.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ThresholdChoice {
     pub threshold: Option<f32>,
     pub max_fpr: Option<f32>,
+    pub calibrated: Option<Calibrated>,
+}
+
+/// A threshold fitted on the user's own real images (`synthscan calibrate`), for one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibrated {
+    pub model: String,
+    pub threshold: f32,
+    pub max_fpr: f64,
+    /// The calibration file, as named on the command line.
+    pub file: String,
+}
+
+/// Where a model's threshold came from, as recorded with the run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ThresholdSource {
+    /// `--threshold`.
+    Flag,
+    /// A calibration file's point.
+    Calibration { file: String, max_fpr: f64 },
+    /// The manifest's operating point for `--max-fpr`.
+    OperatingPoint { max_fpr: f32 },
+    /// The manifest's default threshold.
+    Manifest,
+}
+
+impl ThresholdSource {
+    /// The kind alone: `--threshold`, `calibration` or `manifest`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ThresholdSource::Flag => "--threshold",
+            ThresholdSource::Calibration { .. } => "calibration",
+            ThresholdSource::OperatingPoint { .. } | ThresholdSource::Manifest => "manifest",
+        }
+    }
+}
+
+impl std::fmt::Display for ThresholdSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ThresholdSource::Flag => f.write_str("--threshold"),
+            ThresholdSource::Calibration { file, max_fpr } => {
+                write!(f, "calibration {file}, max_fpr {max_fpr}")
+            }
+            ThresholdSource::OperatingPoint { max_fpr } => write!(f, "manifest, max_fpr {max_fpr}"),
+            ThresholdSource::Manifest => f.write_str("manifest"),
+        }
+    }
 }
 
 impl ThresholdChoice {
     pub fn for_model(&self, manifest: &Manifest) -> Result<f32, ManifestError> {
+        self.pick(manifest).map(|(t, _)| t)
+    }
+
+    /// The threshold for a model and where it came from.
+    pub fn pick(&self, manifest: &Manifest) -> Result<(f32, ThresholdSource), ManifestError> {
         if let Some(t) = self.threshold {
-            return Ok(t);
+            return Ok((t, ThresholdSource::Flag));
+        }
+        if let Some(c) = self
+            .calibrated
+            .as_ref()
+            .filter(|c| c.model == manifest.name)
+        {
+            let source = ThresholdSource::Calibration {
+                file: c.file.clone(),
+                max_fpr: c.max_fpr,
+            };
+            return Ok((c.threshold, source));
         }
         let Some(max_fpr) = self.max_fpr else {
-            return Ok(manifest.threshold);
+            return Ok((manifest.threshold, ThresholdSource::Manifest));
         };
-        manifest
+        let t = manifest
             .threshold_at(max_fpr)
             .ok_or_else(|| ManifestError::NoOperatingPoint {
                 name: manifest.name.clone(),
@@ -272,7 +337,8 @@ impl ThresholdChoice {
                         .collect();
                     known.join(", ")
                 },
-            })
+            })?;
+        Ok((t, ThresholdSource::OperatingPoint { max_fpr }))
     }
 }
 
@@ -470,8 +536,14 @@ mod tests {
         assert_eq!(entry.manifest.input.inputs_per_image(), 4);
         assert_eq!(entry.manifest.threshold_at(0.05), Some(0.7));
         assert_eq!(entry.manifest.threshold_at(0.10), None);
-        let pick =
-            |threshold, max_fpr| ThresholdChoice { threshold, max_fpr }.for_model(&entry.manifest);
+        let pick = |threshold, max_fpr| {
+            ThresholdChoice {
+                threshold,
+                max_fpr,
+                calibrated: None,
+            }
+            .for_model(&entry.manifest)
+        };
         assert_eq!(pick(None, None).unwrap(), 0.5);
         assert_eq!(pick(None, Some(0.01)).unwrap(), 0.9);
         assert_eq!(pick(Some(0.3), Some(0.01)).unwrap(), 0.3);

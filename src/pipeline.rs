@@ -167,6 +167,11 @@ impl Pipeline {
         self.models.entries.iter().map(|e| &e.manifest)
     }
 
+    /// Where each model's threshold came from, in column order.
+    pub fn threshold_sources(&self) -> &[crate::manifest::ThresholdSource] {
+        &self.models.threshold_sources
+    }
+
     /// The output columns, with each model's precision as loaded.
     pub fn columns(&self) -> &[crate::verdict::ModelColumn] {
         &self.models.columns

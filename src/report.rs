@@ -13,6 +13,7 @@ use arrow::datatypes::{TimestampMillisecondType, UInt8Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
+use crate::run_metadata::{self, ModelRecord};
 use crate::verdict::column;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,11 @@ pub struct Report {
     pub by_provenance: BTreeMap<String, Declared>,
     /// First and last `scanned_at`, milliseconds.
     pub span_ms: Option<(i64, i64)>,
+    /// What the run that wrote the first file recorded about itself (see
+    /// [`crate::run_metadata`]); empty for files written before the scanner recorded it.
+    pub metadata: BTreeMap<String, String>,
+    /// Files whose recorded run differs from `metadata`'s (parts of different runs).
+    pub metadata_differs: u64,
 }
 
 /// The Parquet files of a dataset: the path itself, or every visible `*.parquet` below it
@@ -112,6 +118,12 @@ pub fn summarize(path: &Path) -> Result<Report, ReportError> {
         for batch in reader {
             let batch = batch.map_err(|e| read_err(&e))?;
             add_batch(&mut report, &mut paths, &batch, &file)?;
+        }
+        let metadata = run_metadata::read(&file).map_err(|e| read_err(&e))?;
+        if report.metadata.is_empty() {
+            report.metadata = metadata;
+        } else if metadata != report.metadata {
+            report.metadata_differs += 1;
         }
         report.files.push(file);
     }
@@ -245,6 +257,7 @@ impl std::fmt::Display for Report {
                 self.rows - self.distinct_paths
             )?;
         }
+        self.fmt_metadata(f)?;
         let statuses: Vec<String> = self
             .by_status
             .iter()
@@ -281,6 +294,67 @@ impl std::fmt::Display for Report {
                     self.rows as f64 / secs
                 )?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Report {
+    /// The run that wrote the dataset: version, command line, models and threshold.
+    fn fmt_metadata(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kv = &self.metadata;
+        if kv.is_empty() {
+            return writeln!(
+                f,
+                "written by: not recorded (a file from before synthscan recorded its runs)"
+            );
+        }
+        let get = |k: &str| kv.get(k).map_or("?", String::as_str);
+        let command = kv
+            .get(run_metadata::COMMAND)
+            .and_then(|c| serde_json::from_str::<Vec<String>>(c).ok())
+            .map_or_else(|| get(run_metadata::COMMAND).to_string(), |c| c.join(" "));
+        writeln!(
+            f,
+            "written by synthscan {}: {command}",
+            get(run_metadata::VERSION)
+        )?;
+        let models: Vec<ModelRecord> = kv
+            .get(run_metadata::MODELS)
+            .and_then(|m| serde_json::from_str(m).ok())
+            .unwrap_or_default();
+        for m in &models {
+            let mut source = m.threshold_source.clone();
+            if let Some(file) = &m.calibration {
+                source = format!("{source} {file}");
+            }
+            if let Some(a) = m.max_fpr {
+                source = format!("{source}, max_fpr {a}");
+            }
+            writeln!(
+                f,
+                "  model {} {} ({}, sha256 {}): threshold {:.4} ({source})",
+                m.name,
+                m.version,
+                m.precision,
+                m.sha256.get(..12).unwrap_or(&m.sha256),
+                m.threshold
+            )?;
+        }
+        if models.len() > 1 {
+            writeln!(
+                f,
+                "  combined threshold {} ({})",
+                get(run_metadata::THRESHOLD),
+                get(run_metadata::THRESHOLD_SOURCE)
+            )?;
+        }
+        if self.metadata_differs > 0 {
+            writeln!(
+                f,
+                "note: {} file(s) were written by a run with other settings",
+                self.metadata_differs
+            )?;
         }
         Ok(())
     }

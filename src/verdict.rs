@@ -203,6 +203,9 @@ pub mod column {
 pub struct Table {
     models: Vec<ModelColumn>,
     schema: SchemaRef,
+    /// Key-value pairs describing the run, for formats that carry them (Parquet); see
+    /// [`crate::run_metadata`].
+    metadata: Vec<(String, String)>,
 }
 
 impl Table {
@@ -241,7 +244,17 @@ impl Table {
         Table {
             models,
             schema: Arc::new(Schema::new(fields)),
+            metadata: Vec::new(),
         }
+    }
+
+    pub fn with_metadata(mut self, metadata: Vec<(String, String)>) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
     }
 
     pub fn models(&self) -> &[ModelColumn] {

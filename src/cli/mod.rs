@@ -2,6 +2,8 @@
 //! models, the ONNX Runtime library), run, report. Exit codes: 0 done (rows with an error
 //! status are data, not failures), 1 the run failed, 2 bad usage or set-up.
 
+mod calibrate;
+mod eval;
 mod models;
 mod provenance;
 mod report;
@@ -17,9 +19,10 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::calibration::{CalibratedModel, Calibration, CalibrationError};
 use crate::device;
 use crate::infer::ModelSet;
-use crate::manifest::{self, ModelEntry, ThresholdChoice};
+use crate::manifest::{self, Calibrated, ModelEntry, ThresholdChoice};
 use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
 use crate::precision::Precision;
 use crate::runtime::Runtime;
@@ -60,6 +63,12 @@ pub enum Command {
     /// Serve the upload page and the JSON API: score uploaded images (or zips of images),
     /// compare models, download the results as CSV or Parquet.
     Serve(serve::ServeArgs),
+    /// Score labelled images (real/ + fake/ folders, per-generator subfolders, a labels CSV, or
+    /// an existing verdict dataset) and print ROC-AUC, AP, accuracy, TPR and FPR.
+    Eval(eval::EvalArgs),
+    /// Fit thresholds on your own real images for target false-positive rates, into a
+    /// calibration file that scan, watch, serve and eval take with --calibration.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -74,15 +83,6 @@ pub struct ModelOptions {
     /// The ONNX Runtime library (default: found automatically; see scripts/install-ort).
     #[arg(long, env = "ORT_DYLIB_PATH", value_name = "FILE")]
     pub ort_lib: Option<PathBuf>,
-    /// Decision threshold on the probability of AI-generated, for every model (default: each
-    /// model's own, from its manifest: for models with operating points, the one that calls
-    /// 5% of held-out real photos fake). Overrides --max-fpr.
-    #[arg(long, value_name = "P")]
-    pub threshold: Option<f32>,
-    /// Pick each model's threshold by the share of real photos it may call AI-generated, as
-    /// measured on held-out real photos when the model was made: 0.01, 0.05 or 0.10.
-    #[arg(long, value_name = "FPR")]
-    pub max_fpr: Option<f32>,
     /// Where inference runs: cpu, cuda (every visible GPU), cuda:0,1, tensorrt, tensorrt:0.
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: String,
@@ -101,6 +101,26 @@ pub struct ModelOptions {
     pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
     pub provenance: provenance::ProvenanceOptions,
+}
+
+/// Where the decision threshold comes from; shared by every subcommand that labels files.
+#[derive(Debug, Args)]
+pub struct ThresholdOptions {
+    /// Decision threshold on the probability of AI-generated, for every model (default: each
+    /// model's own, from its manifest: for models with operating points, the one that calls
+    /// 5% of held-out real photos fake). Overrides --calibration and --max-fpr.
+    #[arg(long, value_name = "P")]
+    pub threshold: Option<f32>,
+    /// Pick each model's threshold by the share of real photos it may call AI-generated: with
+    /// --calibration, among the calibration file's points; otherwise as measured on held-out
+    /// real photos when the model was made (0.01, 0.05 or 0.10).
+    #[arg(long, value_name = "FPR")]
+    pub max_fpr: Option<f32>,
+    /// A calibration file from `synthscan calibrate`: its 5% point (or its only point, or the
+    /// one --max-fpr names) sets the threshold of the model it was made for. A file made for
+    /// another model or model version is refused.
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
 }
 
 /// How the pipeline runs; shared by `scan` and `watch` (`serve` sets its own).
@@ -196,15 +216,72 @@ pub struct ModelChoice {
     pub dirs: Vec<PathBuf>,
     pub ort_lib: Option<PathBuf>,
     pub thresholds: ThresholdChoice,
+    /// `--calibration`: applied once the models are known (see [`ModelChoice::thresholds_for`]).
+    pub calibration: Option<(PathBuf, Calibration)>,
 }
 
-impl RunConfig {
-    pub fn resolve(model: &ModelOptions, opts: &PipelineOptions) -> Result<Self> {
-        if let Some(t) = model.threshold {
+impl ModelChoice {
+    /// The threshold choice for these models, with the calibration's point when a calibration
+    /// file was given; refuses one made for a model this run does not load.
+    pub fn thresholds_for(&self, entries: &[ModelEntry]) -> Result<ThresholdChoice> {
+        let mut choice = self.thresholds.clone();
+        let Some((file, calibration)) = &self.calibration else {
+            return Ok(choice);
+        };
+        let made_for = &calibration.model;
+        let Some(entry) = entries.iter().find(|e| e.manifest.name == made_for.name) else {
+            let this_run: Vec<String> = entries
+                .iter()
+                .map(|e| format!("{} {}", e.manifest.name, e.manifest.version))
+                .collect();
+            return Err(usage(CalibrationError::OtherModel {
+                file: file.clone(),
+                made_for: format!("{} {}", made_for.name, made_for.version),
+                this_run: this_run.join(", "),
+            }));
+        };
+        calibration.check(file, &entry.manifest).map_err(usage)?;
+        let point = calibration
+            .pick(file, choice.max_fpr.map(f64::from))
+            .map_err(usage)?;
+        choice.calibrated = Some(Calibrated {
+            model: made_for.name.clone(),
+            threshold: point.threshold,
+            max_fpr: point.max_fpr,
+            file: file.display().to_string(),
+        });
+        Ok(choice)
+    }
+}
+
+impl ThresholdOptions {
+    /// Checks the threshold options and reads the calibration file.
+    pub fn resolve(&self) -> Result<(ThresholdChoice, Option<(PathBuf, Calibration)>)> {
+        if let Some(t) = self.threshold {
             if !(0.0..=1.0).contains(&t) {
                 return Err(usage(format!("--threshold {t} is not between 0 and 1")));
             }
         }
+        let calibration = match &self.calibration {
+            Some(path) => Some((path.clone(), Calibration::load(path).map_err(usage)?)),
+            None => None,
+        };
+        let choice = ThresholdChoice {
+            threshold: self.threshold,
+            max_fpr: self.max_fpr,
+            calibrated: None,
+        };
+        Ok((choice, calibration))
+    }
+}
+
+impl RunConfig {
+    pub fn resolve(
+        model: &ModelOptions,
+        thresholds: &ThresholdOptions,
+        opts: &PipelineOptions,
+    ) -> Result<Self> {
+        let (thresholds, calibration) = thresholds.resolve()?;
         let models = ModelChoice {
             refs: if model.models.is_empty() {
                 vec![manifest::DEFAULT_MODEL.to_string()]
@@ -213,10 +290,8 @@ impl RunConfig {
             },
             dirs: models_dirs(&model.models_dir),
             ort_lib: model.ort_lib.clone(),
-            thresholds: ThresholdChoice {
-                threshold: model.threshold,
-                max_fpr: model.max_fpr,
-            },
+            thresholds,
+            calibration,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut config = PipelineConfig::for_cores(cores);
@@ -332,6 +407,8 @@ pub fn main() -> ExitCode {
         Command::Models(args) => models::run(args),
         Command::Report(args) => report::run(args),
         Command::Serve(args) => serve::run(args, cli.quiet),
+        Command::Eval(args) => eval::run(args, cli.quiet),
+        Command::Calibrate(args) => calibrate::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,
@@ -376,6 +453,15 @@ pub fn models_dirs(explicit: &Option<PathBuf>) -> Vec<PathBuf> {
 /// Resolves the models, loads ONNX Runtime (with its GPU libraries when `gpu`) and prepares
 /// the column set: everything a run needs that can fail before a single file is read.
 pub fn load_models(choice: &ModelChoice, gpu: bool) -> Result<(Arc<Runtime>, ModelSet)> {
+    let entries = resolve_models(choice)?;
+    let thresholds = choice.thresholds_for(&entries)?;
+    let runtime = Runtime::load(choice.ort_lib.as_deref(), gpu).map_err(usage)?;
+    let models = ModelSet::new(entries, thresholds).map_err(usage)?;
+    Ok((runtime, models))
+}
+
+/// The manifests of the models a run names, each once.
+pub fn resolve_models(choice: &ModelChoice) -> Result<Vec<ModelEntry>> {
     let entries: Vec<ModelEntry> = choice
         .refs
         .iter()
@@ -386,7 +472,10 @@ pub fn load_models(choice: &ModelChoice, gpu: bool) -> Result<(Arc<Runtime>, Mod
     if names.windows(2).any(|w| w[0] == w[1]) {
         return Err(usage("the same model is named twice"));
     }
-    let runtime = Runtime::load(choice.ort_lib.as_deref(), gpu).map_err(usage)?;
-    let models = ModelSet::new(entries, choice.thresholds).map_err(usage)?;
-    Ok((runtime, models))
+    Ok(entries)
+}
+
+/// The calibration file's record of a model that ran at `precision`.
+pub fn calibrated_model(entry: &ModelEntry, precision: &str) -> CalibratedModel {
+    CalibratedModel::of(&entry.manifest, precision)
 }

@@ -11,12 +11,13 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{
-    build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig, WalkArgs,
+    build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig,
+    ThresholdOptions, WalkArgs,
 };
 use crate::pipeline::{Observer, Source};
+use crate::run_metadata;
 use crate::sink::{self, Format};
 use crate::source::walk::{self, Shard};
-use crate::verdict::Table;
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -25,6 +26,8 @@ pub struct ScanArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub model: ModelOptions,
+    #[command(flatten)]
+    pub thresholds: ThresholdOptions,
     #[command(flatten)]
     pub pipeline: PipelineOptions,
     #[command(flatten)]
@@ -66,12 +69,12 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
         )),
         None => args.out.clone(),
     };
-    let config = RunConfig::resolve(&args.model, &args.pipeline)?;
+    let config = RunConfig::resolve(&args.model, &args.thresholds, &args.pipeline)?;
     let mut walk_opts = args.walk.options(args.paths.clone());
     walk_opts.shard = args.shard;
     let source: Source = Box::new(move |emit| walk::walk(&walk_opts, emit));
     let pipeline = build_pipeline(config, quiet)?;
-    let table = Table::new(pipeline.columns().to_vec());
+    let table = run_metadata::table_for(&pipeline);
     let sink = sink::create(format, &out, table)?;
 
     let show_progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
@@ -109,7 +112,7 @@ fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
         .map(|name| Format::from_name(&name).expect("one of the listed names"))
 }
 
-fn progress_bar(visible: bool) -> ProgressBar {
+pub(super) fn progress_bar(visible: bool) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
     }

@@ -12,6 +12,7 @@ use clap::Args;
 
 use super::{
     build_pipeline, stop_on_signal, usage, BatchSize, ModelOptions, PipelineOptions, RunConfig,
+    ThresholdOptions,
 };
 use crate::serve::upload::UploadLimits;
 use crate::serve::{self, ServeConfig};
@@ -26,6 +27,8 @@ pub struct ServeArgs {
     pub bind: SocketAddr,
     #[command(flatten)]
     pub model: ModelOptions,
+    #[command(flatten)]
+    pub thresholds: ThresholdOptions,
     /// Largest request body, in MiB (413 above it).
     #[arg(long, default_value_t = 50, value_name = "MIB")]
     pub max_upload_mb: u64,
@@ -76,7 +79,7 @@ pub fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode> {
         full_decode: args.full_decode,
     };
     // Everything is resolved before the models load, so a bad option fails fast.
-    let run_config = RunConfig::resolve(&args.model, &pipeline_opts)?;
+    let run_config = RunConfig::resolve(&args.model, &args.thresholds, &pipeline_opts)?;
     let config = ServeConfig {
         bind: args.bind,
         limits: UploadLimits {

@@ -12,13 +12,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::{
-    build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig, WalkArgs,
+    build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig,
+    ThresholdOptions, WalkArgs,
 };
 use crate::pipeline::{Observer, Source};
+use crate::run_metadata;
 use crate::sink::lock::{self, LockError};
 use crate::sink::rolling::{self, RollPolicy, RollingSink};
 use crate::source::watch::{self, read_ledger, WatchOptions};
-use crate::verdict::{now_ms, Status, Table};
+use crate::verdict::{now_ms, Status};
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -27,6 +29,8 @@ pub struct WatchArgs {
     pub dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub model: ModelOptions,
+    #[command(flatten)]
+    pub thresholds: ThresholdOptions,
     #[command(flatten)]
     pub pipeline: PipelineOptions,
     #[command(flatten)]
@@ -73,7 +77,7 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
                 .with_context(|| format!("resolving {}", d.display()))?,
         );
     }
-    let config = RunConfig::resolve(&args.model, &args.pipeline)?;
+    let config = RunConfig::resolve(&args.model, &args.thresholds, &args.pipeline)?;
     if args.roll_rows == 0 {
         return Err(usage("--roll-rows must be at least 1"));
     }
@@ -141,7 +145,7 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
         })
     };
 
-    let table = Table::new(pipeline.columns().to_vec());
+    let table = run_metadata::table_for(&pipeline);
     let sink = Box::new(RollingSink::create(&out, table, policy)?);
     let observer = stats_observer(stats_interval);
 

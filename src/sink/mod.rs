@@ -95,7 +95,7 @@ pub fn encoder<W: Write + Send + 'static>(
     table: &Table,
 ) -> Result<Box<dyn Encoder<W>>, String> {
     match format {
-        Format::Parquet => parquet::encoder(out, table.schema()),
+        Format::Parquet => parquet::encoder(out, table.schema(), table.metadata()),
         Format::Csv => Ok(csv::encoder(out)),
         Format::Jsonl => Ok(jsonl::encoder(out)),
     }
@@ -155,6 +155,20 @@ impl Sink for FileSink {
 
     fn finish(self: Box<Self>) -> Result<Option<PathBuf>, SinkError> {
         self.close().map(Some)
+    }
+}
+
+/// A sink that keeps nothing, for runs that only need the rows as they pass (`eval` and
+/// `calibrate` without `--out`).
+pub struct Discard;
+
+impl Sink for Discard {
+    fn write(&mut self, _rows: &[Verdict]) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Option<PathBuf>, SinkError> {
+        Ok(None)
     }
 }
 

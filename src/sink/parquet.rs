@@ -6,6 +6,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::Encoder;
@@ -17,10 +18,16 @@ pub const ROW_GROUP_ROWS: usize = 4096;
 pub fn encoder<W: Write + Send + 'static>(
     out: W,
     schema: SchemaRef,
+    metadata: &[(String, String)],
 ) -> Result<Box<dyn Encoder<W>>, String> {
+    let key_values = metadata
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect::<Vec<_>>();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata((!key_values.is_empty()).then_some(key_values))
         .build();
     let writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(|e| e.to_string())?;
     Ok(Box::new(writer))
