@@ -4,20 +4,18 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::scan::progress_bar;
+use super::eval::score_rows;
 use super::{
-    build_pipeline, calibrated_model, resolve_models, run_until_done, usage, ModelOptions,
-    PipelineOptions, RunConfig, ThresholdOptions, WalkArgs,
+    build_pipeline, calibrated_model, resolve_models, usage, ModelOptions, PipelineOptions,
+    RunConfig, ThresholdOptions, WalkArgs,
 };
 use crate::calibration::{self, Calibration, CalibrationError, DataSummary, FitData};
 use crate::labelled::{LabelledSet, Root};
-use crate::pipeline::{Observer, Source};
+use crate::pipeline::Source;
 use crate::sink;
 use crate::source::walk;
 use crate::verdict::{now_ms, Status};
@@ -109,44 +107,29 @@ pub fn run(args: CalibrateArgs, quiet: bool) -> Result<ExitCode> {
     let pipeline = build_pipeline(config, quiet)?;
     let precision = pipeline.columns()[0].precision.clone();
 
-    let rows = Arc::new(Mutex::new(Vec::new()));
     let show_progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
-    let bar = progress_bar(show_progress);
-    let observer: Observer = {
-        let (rows, bar) = (rows.clone(), bar.clone());
-        Box::new(move |v, discovered| {
-            bar.set_length(discovered);
-            bar.inc(1);
-            rows.lock().expect("no panics while held").push(Scored {
-                path: v.meta.path.clone(),
-                score: v
-                    .scores
-                    .first()
-                    .copied()
-                    .flatten()
-                    .filter(|_| v.status == Status::Ok),
-                format: v.meta.format,
-            });
-        })
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let summary = run_until_done(
+    let (rows, interrupted) = score_rows(
         pipeline,
         source,
         Box::new(sink::Discard),
-        stop.clone(),
-        observer,
+        show_progress,
+        quiet,
+        |v| Scored {
+            path: v.meta.path.clone(),
+            score: v
+                .scores
+                .first()
+                .copied()
+                .flatten()
+                .filter(|_| v.status == Status::Ok),
+            format: v.meta.format,
+        },
     )?;
-    bar.finish_and_clear();
-    if !quiet {
-        eprintln!("{summary}");
-    }
-    if stop.load(Ordering::Relaxed) {
+    if interrupted {
         eprintln!("interrupted: nothing written");
         return Ok(ExitCode::from(130));
     }
 
-    let rows = std::mem::take(&mut *rows.lock().expect("no panics while held"));
     let matcher = set.matcher();
     let (mut real, mut fake) = (Vec::new(), Vec::new());
     let (mut real_data, mut fake_data) = (DataSummary::default(), DataSummary::default());

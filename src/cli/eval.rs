@@ -21,12 +21,12 @@ use super::{
 use crate::evaluate::{self, ModelInfo, Point, Row};
 use crate::labelled::{self, LabelledSet};
 use crate::manifest::{Manifest, ThresholdChoice};
-use crate::pipeline::{Observer, Source};
+use crate::pipeline::{Observer, Pipeline, Source};
 use crate::report;
 use crate::run_metadata::{self, ModelRecord};
 use crate::sink::{self, Format, Sink};
 use crate::source::walk;
-use crate::verdict::{column, ModelColumn};
+use crate::verdict::{column, ModelColumn, Verdict};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -105,19 +105,33 @@ fn score(args: &EvalArgs, config: RunConfig, quiet: bool) -> Result<(evaluate::E
         None => Box::new(sink::Discard),
     };
 
-    let rows = Arc::new(Mutex::new(Vec::new()));
     let show_progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
+    let (rows, interrupted) = score_rows(pipeline, source, sink, show_progress, quiet, |v| Row {
+        path: v.meta.path.clone(),
+        status: v.status.as_str().to_string(),
+        scores: v.scores.clone(),
+    })?;
+    Ok((evaluate::evaluate(&rows, &set, &models), interrupted))
+}
+
+/// Runs the pipeline to its end with the progress bar, keeping `keep(row)` of every row, and
+/// prints the run's summary. Returns the kept values and whether the run was interrupted.
+pub(super) fn score_rows<T: Send + 'static>(
+    pipeline: Pipeline,
+    source: Source,
+    sink: Box<dyn Sink>,
+    show_progress: bool,
+    quiet: bool,
+    keep: impl Fn(&Verdict) -> T + Send + 'static,
+) -> Result<(Vec<T>, bool)> {
+    let rows = Arc::new(Mutex::new(Vec::new()));
     let bar = progress_bar(show_progress);
     let observer: Observer = {
         let (rows, bar) = (rows.clone(), bar.clone());
         Box::new(move |v, discovered| {
             bar.set_length(discovered);
             bar.inc(1);
-            rows.lock().expect("no panics while held").push(Row {
-                path: v.meta.path.clone(),
-                status: v.status.as_str().to_string(),
-                scores: v.scores.clone(),
-            });
+            rows.lock().expect("no panics while held").push(keep(v));
         })
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -127,10 +141,7 @@ fn score(args: &EvalArgs, config: RunConfig, quiet: bool) -> Result<(evaluate::E
         eprintln!("{summary}");
     }
     let rows = std::mem::take(&mut *rows.lock().expect("no panics while held"));
-    Ok((
-        evaluate::evaluate(&rows, &set, &models),
-        stop.load(Ordering::Relaxed),
-    ))
+    Ok((rows, stop.load(Ordering::Relaxed)))
 }
 
 /// The calibration's points, for the model it was made for.
