@@ -11,9 +11,9 @@ use std::io::Cursor;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use image::{ImageFormat, RgbImage};
+use synthscan::decode::preprocess::Preprocessor;
 use synthscan::decode::{decode_bytes, Extent, Limits};
-use synthscan::manifest::{self, InputSpec};
-use synthscan::preprocess::Preprocessor;
+use synthscan::model::manifest::{self, InputSpec};
 use synthscan::verdict::FileMeta;
 
 /// A photo-like image: smooth gradients with some texture, so the JPEG has real detail.

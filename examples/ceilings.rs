@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use synthscan::decode::preprocess::Preprocessor;
 use synthscan::decode::{decode_file, Extent, Limits};
-use synthscan::infer::{ModelSession, SessionConfig};
-use synthscan::manifest;
-use synthscan::precision::Precision;
-use synthscan::preprocess::Preprocessor;
-use synthscan::runtime::Runtime;
+use synthscan::model::infer::{ModelSession, SessionConfig};
+use synthscan::model::manifest;
+use synthscan::model::precision::Precision;
+use synthscan::model::runtime::Runtime;
 use synthscan::source::walk::{walk, WalkOptions};
 use synthscan::verdict::FileMeta;
 

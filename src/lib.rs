@@ -1,35 +1,21 @@
 //! synthscan: a streaming forensics scanner that tells real photos from AI-generated images.
 //!
-//! The pipeline (see [`pipeline`]) moves files from a [`source`] through [`decode`] and
-//! [`preprocess`], groups them in [`batch`]es, scores them with ONNX Runtime in [`infer`], and
-//! writes one [`verdict`] row per file through a [`sink`]; [`provenance`] adds what the file
-//! declares about its own making. [`serve`] puts the same pipeline
-//! behind a web page and an HTTP API.
+//! The folders follow the data: a [`source`] hands on candidate files, [`decode`] turns each
+//! into pixels and model inputs, the [`model`]s score them in batches, each file becomes one
+//! [`verdict`] row, and a [`sink`] writes it; [`pipeline`] wires those stages, and
+//! [`provenance`] adds what the file declares about its own making. Around the pipeline,
+//! [`serve`] puts it behind a web page and an HTTP API, [`measure`] turns scores on labelled
+//! images into figures and thresholds, [`report`] reads verdict datasets back, and [`cli`] is the
+//! command line. docs/architecture.md draws the whole and says what each folder may import.
 
-pub mod batch;
-pub mod calibration;
 pub mod cli;
-pub mod contain;
-pub mod crop;
 pub mod decode;
-pub mod device;
-pub mod evaluate;
-pub mod infer;
-pub mod jpeg;
-pub mod jpeg_window;
-pub mod labelled;
-pub mod manifest;
-pub mod metrics;
-pub mod pause;
+pub mod measure;
+pub mod model;
 pub mod pipeline;
-pub mod precision;
-pub mod preprocess;
 pub mod provenance;
 pub mod report;
-pub mod run_metadata;
-pub mod runtime;
 pub mod serve;
 pub mod sink;
 pub mod source;
-pub mod summary;
 pub mod verdict;

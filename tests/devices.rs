@@ -10,10 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use common::{read_rows, run_ok, synthscan, tiny_model, write_image};
-use synthscan::device::Device;
-use synthscan::infer::ModelSet;
+use synthscan::model::device::Device;
+use synthscan::model::infer::ModelSet;
+use synthscan::model::runtime::Runtime;
 use synthscan::pipeline::{Pipeline, PipelineConfig, Source};
-use synthscan::runtime::Runtime;
 use synthscan::sink::{self, Format};
 use synthscan::source::walk::{walk, WalkOptions};
 use synthscan::verdict::Table;
@@ -39,7 +39,7 @@ fn scores(path: &Path) -> BTreeMap<String, (String, Option<f32>)> {
 /// Runs the library pipeline directly with the given devices and sessions per device.
 fn scan_with(input: &Path, out: &Path, devices: Vec<Device>, sessions: usize, manifest: &Path) {
     let runtime = Runtime::load(None, false).expect("ONNX Runtime (scripts/install-ort)");
-    let entry = synthscan::manifest::load(manifest).unwrap();
+    let entry = synthscan::model::manifest::load(manifest).unwrap();
     let models = ModelSet::new(vec![entry], Default::default()).unwrap();
     let mut config = PipelineConfig::for_cores(1);
     config.devices = devices;
@@ -103,9 +103,10 @@ fn many_sessions_and_devices_give_the_rows_of_one_session() {
 
 #[test]
 fn io_bound_sessions_score_exactly_like_plain_ones_at_changing_batch_sizes() {
-    use synthscan::infer::{ModelSession, SessionConfig};
+    use synthscan::model::infer::{ModelSession, SessionConfig};
     let runtime = Runtime::load(None, false).expect("ONNX Runtime (scripts/install-ort)");
-    let entry = synthscan::manifest::load(&common::fixtures().join("tiny-cnn.json")).unwrap();
+    let entry =
+        synthscan::model::manifest::load(&common::fixtures().join("tiny-cnn.json")).unwrap();
     let (h, w) = (
         entry.manifest.input.height as usize,
         entry.manifest.input.width as usize,
@@ -177,7 +178,7 @@ fn a_gpu_request_without_a_gpu_runtime_fails_fast_or_falls_back() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("no NVIDIA GPU is visible"));
     // A GPU is claimed but the ONNX Runtime found is the CPU build: the message names the
     // missing provider library and the fix.
-    let cpu_build = synthscan::runtime::locate(None, false).unwrap();
+    let cpu_build = synthscan::model::runtime::locate(None, false).unwrap();
     let run = base(&["--device", "cuda:0"])
         .env("ORT_DYLIB_PATH", cpu_build)
         .output()

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use arrow::array::AsArray;
 use common::{fixtures, read_batch, read_rows, run_ok, synthscan};
-use synthscan::precision::Host;
+use synthscan::model::precision::Host;
 
 /// Scans the samples with the tiny model that has an INT8 variant; returns the rows' scores and
 /// labels by path, and the distinct values of the `precision` column.

@@ -19,7 +19,7 @@ const MIN_ACCURACY: f64 = 0.7;
 #[test]
 fn default_model_labels_the_samples() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let default = format!("models/{}.json", synthscan::manifest::DEFAULT_MODEL);
+    let default = format!("models/{}.json", synthscan::model::manifest::DEFAULT_MODEL);
     assert!(
         root.join(&default).is_file(),
         "{default} is missing: build it with train/scripts/build_default_model.sh"

@@ -419,7 +419,7 @@ fn scan_with_panic(inject: &str, extra: &[&str]) -> (std::process::Output, Optio
     ])
     .args(tiny_model())
     .args(extra)
-    .env(synthscan::contain::INJECT_VAR, inject)
+    .env(synthscan::pipeline::contain::INJECT_VAR, inject)
     .output()
     .unwrap();
     let rows = out.exists().then(|| read_rows(&out));

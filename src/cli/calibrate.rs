@@ -1,5 +1,5 @@
 //! `synthscan calibrate`: fit thresholds for target false-positive rates on the user's own real
-//! images (see [`crate::calibration`] for the rule), and write them to a calibration file.
+//! images (see [`crate::measure::calibration`] for the rule), and write them to a calibration file.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -13,8 +13,8 @@ use super::{
     build_pipeline, calibrated_model, resolve_models, usage, ModelOptions, PipelineOptions,
     RunConfig, ThresholdOptions, WalkArgs,
 };
-use crate::calibration::{self, Calibration, CalibrationError, DataSummary, FitData};
-use crate::labelled::{LabelledSet, Root};
+use crate::measure::calibration::{self, Calibration, CalibrationError, DataSummary, FitData};
+use crate::measure::labelled::{LabelledSet, Root};
 use crate::pipeline::Source;
 use crate::sink;
 use crate::source::walk;
@@ -240,7 +240,7 @@ fn print_points(c: &Calibration) {
         "max_fpr", "threshold", "FPR reached [95% CI]"
     );
     for p in &c.points {
-        let rate = |p: &crate::metrics::Proportion| match (p.rate, p.ci95) {
+        let rate = |p: &crate::measure::metrics::Proportion| match (p.rate, p.ci95) {
             (Some(r), Some([lo, hi])) => format!("{r:.3} [{lo:.3}, {hi:.3}]"),
             _ => "-".into(),
         };

@@ -18,12 +18,12 @@ use super::{
     build_pipeline, resolve_models, run_until_done, usage, ModelChoice, ModelOptions,
     PipelineOptions, RunConfig, ThresholdOptions, WalkArgs,
 };
-use crate::evaluate::{self, ModelInfo, Point, Row};
-use crate::labelled::{self, LabelledSet};
-use crate::manifest::{Manifest, ThresholdChoice};
+use crate::measure::evaluate::{self, ModelInfo, Point, Row};
+use crate::measure::labelled::{self, LabelledSet};
+use crate::model::manifest::{Manifest, ThresholdChoice};
+use crate::pipeline::run_metadata::{self, ModelRecord};
 use crate::pipeline::{Observer, Pipeline, Source};
 use crate::report;
-use crate::run_metadata::{self, ModelRecord};
 use crate::sink::{self, Format, Sink};
 use crate::source::walk;
 use crate::verdict::{column, ModelColumn, Verdict};
@@ -292,7 +292,7 @@ fn from_verdicts(
         return Err(usage(format!("{}: no rows", dataset.display())));
     };
     // The models are the dataset's; --model only says where their manifests are.
-    let refs = if choice.refs == [crate::manifest::DEFAULT_MODEL] {
+    let refs = if choice.refs == [crate::model::manifest::DEFAULT_MODEL] {
         dataset_models.iter().map(|(n, _)| n.clone()).collect()
     } else {
         choice.refs.clone()

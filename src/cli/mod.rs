@@ -19,16 +19,16 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::calibration::{CalibratedModel, Calibration, CalibrationError};
-use crate::device;
-use crate::infer::ModelSet;
-use crate::manifest::{self, Calibrated, ModelEntry, ThresholdChoice};
+use crate::measure::calibration::{CalibratedModel, Calibration, CalibrationError};
+use crate::model::device;
+use crate::model::infer::ModelSet;
+use crate::model::manifest::{self, Calibrated, ModelEntry, ThresholdChoice};
+use crate::model::precision::Precision;
+use crate::model::runtime::Runtime;
+use crate::pipeline::summary::Summary;
 use crate::pipeline::{Observer, Pipeline, PipelineConfig, Source};
-use crate::precision::Precision;
-use crate::runtime::Runtime;
 use crate::sink::Sink;
 use crate::source::walk::WalkOptions;
-use crate::summary::Summary;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::models_dirs;
-use crate::manifest;
+use crate::model::manifest;
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {

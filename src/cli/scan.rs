@@ -14,8 +14,8 @@ use super::{
     build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig,
     ThresholdOptions, WalkArgs,
 };
+use crate::pipeline::run_metadata;
 use crate::pipeline::{Observer, Source};
-use crate::run_metadata;
 use crate::sink::{self, Format};
 use crate::source::walk::{self, Shard};
 

@@ -15,8 +15,8 @@ use super::{
     build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig,
     ThresholdOptions, WalkArgs,
 };
+use crate::pipeline::run_metadata;
 use crate::pipeline::{Observer, Source};
-use crate::run_metadata;
 use crate::sink::lock::{self, LockError};
 use crate::sink::rolling::{self, RollPolicy, RollingSink};
 use crate::source::watch::{self, read_ledger, WatchOptions};

@@ -109,7 +109,7 @@ pub async fn serve(
             addr: config.bind,
             source,
         })?;
-    let table = crate::run_metadata::table_for(&pipeline);
+    let table = crate::pipeline::run_metadata::table_for(&pipeline);
     let models = models_json(&pipeline, &table);
     let (dispatch, source, sink, closer) = Dispatcher::new();
     // The pipeline ends when the dispatcher (held by the router) is dropped after shutdown, not

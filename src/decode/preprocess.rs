@@ -15,8 +15,8 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 
-use crate::crop::{fill_size, tile_offsets};
-use crate::manifest::InputSpec;
+use crate::decode::crop::{fill_size, tile_offsets};
+use crate::model::manifest::InputSpec;
 use crate::verdict::FileMeta;
 
 /// A decoded image ready for the models: one tensor per distinct input spec.

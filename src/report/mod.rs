@@ -13,7 +13,7 @@ use arrow::datatypes::{TimestampMillisecondType, UInt8Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
-use crate::run_metadata::{self, ModelRecord};
+use crate::pipeline::run_metadata::{self, ModelRecord};
 use crate::verdict::column;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ pub struct Report {
     /// First and last `scanned_at`, milliseconds.
     pub span_ms: Option<(i64, i64)>,
     /// What the run that wrote the first file recorded about itself (see
-    /// [`crate::run_metadata`]); empty for files written before the scanner recorded it.
+    /// [`crate::pipeline::run_metadata`]); empty for files written before the scanner recorded it.
     pub metadata: BTreeMap<String, String>,
     /// Files whose recorded run differs from `metadata`'s (parts of different runs).
     pub metadata_differs: u64,

@@ -12,23 +12,28 @@
 //! file its source will hand on again because it changed while being read (see
 //! [`Candidate::version`]).
 
+pub mod batch;
+pub mod contain;
+pub mod pause;
+pub mod run_metadata;
+pub mod summary;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_channel::{bounded, Receiver, Sender};
 
-use crate::contain;
+use crate::decode::preprocess::{Prepared, Preprocessor};
 use crate::decode::{self, Limits};
-use crate::device::Device;
-use crate::infer::{InferError, ModelSet, SessionConfig, Worker};
-use crate::preprocess::{Prepared, Preprocessor};
+use crate::model::device::Device;
+use crate::model::infer::{InferError, ModelSet, SessionConfig, Worker};
+use crate::model::runtime::Runtime;
 use crate::provenance;
-use crate::runtime::Runtime;
 use crate::sink::{Sink, SinkError};
 use crate::source::{Candidate, Version};
-use crate::summary::{Stage, StageClock, Summary};
 use crate::verdict::{FileMeta, Status, Verdict};
+use summary::{Stage, StageClock, Summary};
 
 /// Paths are small; a deep queue lets the walk run ahead of slow decoding.
 const CANDIDATE_CAPACITY: usize = 1024;
@@ -163,12 +168,12 @@ impl Pipeline {
     }
 
     /// The models' manifests, in column order.
-    pub fn manifests(&self) -> impl Iterator<Item = &crate::manifest::Manifest> {
+    pub fn manifests(&self) -> impl Iterator<Item = &crate::model::manifest::Manifest> {
         self.models.entries.iter().map(|e| &e.manifest)
     }
 
     /// Where each model's threshold came from, in column order.
-    pub fn threshold_sources(&self) -> &[crate::manifest::ThresholdSource] {
+    pub fn threshold_sources(&self) -> &[crate::model::manifest::ThresholdSource] {
         &self.models.threshold_sources
     }
 
@@ -242,7 +247,7 @@ impl Pipeline {
         }
         drop((cand_rx, prep_tx));
 
-        let batcher = tokio::spawn(crate::batch::run(
+        let batcher = tokio::spawn(batch::run(
             prep_rx,
             batch_tx,
             config.batch_size,
@@ -319,7 +324,7 @@ struct DecodeSettings {
 fn decode_loop(
     input: &Receiver<Candidate>,
     out: &DecodeOutput,
-    specs: &[crate::manifest::InputSpec],
+    specs: &[crate::model::manifest::InputSpec],
     decode: &DecodeSettings,
     clock: &StageClock,
 ) {
@@ -343,7 +348,7 @@ fn prepare(
     candidate: Candidate,
     settings: &DecodeSettings,
     pre: &mut Preprocessor,
-    specs: &[crate::manifest::InputSpec],
+    specs: &[crate::model::manifest::InputSpec],
     clock: &StageClock,
 ) -> Decoded {
     let mut meta = FileMeta::new(candidate.path.to_string_lossy().into_owned());
@@ -357,7 +362,7 @@ fn prepare(
     let superseded = std::cell::Cell::new(false);
     let outcome = contain::run(|| {
         contain::inject(contain::Site::Decode, [meta.path.as_str()]);
-        crate::pause::decode(&meta.path);
+        pause::decode(&meta.path);
         let t = Instant::now();
         let (limits, extent) = (&settings.limits, settings.extent);
         let bytes = match &candidate.content {

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Manifest;
-use crate::metrics::Proportion;
+use crate::measure::metrics::Proportion;
+use crate::model::manifest::Manifest;
 
 pub const SCHEMA_VERSION: u32 = 1;
 /// The point a calibration file applies when no `--max-fpr` picks one.

@@ -16,7 +16,7 @@ use std::mem;
 use image::RgbImage;
 use mozjpeg_sys as ffi;
 
-use crate::crop::Window;
+use crate::decode::crop::Window;
 
 /// Room around the window for the upsampler's context: fancy upsampling reads one chroma
 /// sample beyond each edge, which is at most two luma pixels, and `jpeg_skip_scanlines` resumes

@@ -204,7 +204,7 @@ pub struct Table {
     models: Vec<ModelColumn>,
     schema: SchemaRef,
     /// Key-value pairs describing the run, for formats that carry them (Parquet); see
-    /// [`crate::run_metadata`].
+    /// [`crate::pipeline::run_metadata`].
     metadata: Vec<(String, String)>,
 }
 

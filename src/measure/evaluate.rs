@@ -10,8 +10,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::labelled::LabelledSet;
-use crate::metrics::{self, AtThreshold};
+use crate::measure::labelled::LabelledSet;
+use crate::measure::metrics::{self, AtThreshold};
 
 /// What evaluation needs of a verdict row.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,7 +105,9 @@ pub fn evaluate(rows: &[Row], set: &LabelledSet, models: &[ModelInfo]) -> Evalua
             unlabelled += 1;
             continue;
         };
-        covered.insert(crate::labelled::normalize(std::path::Path::new(&row.path)));
+        covered.insert(crate::measure::labelled::normalize(std::path::Path::new(
+            &row.path,
+        )));
         for (m, subsets) in groups.iter_mut().enumerate() {
             let score = row
                 .scores
@@ -132,7 +134,7 @@ pub fn evaluate(rows: &[Row], set: &LabelledSet, models: &[ModelInfo]) -> Evalua
         .roots
         .iter()
         .filter(|r| r.listed)
-        .filter(|r| !covered.contains(&crate::labelled::normalize(&r.path)))
+        .filter(|r| !covered.contains(&crate::measure::labelled::normalize(&r.path)))
         .count() as u64;
 
     let models = models

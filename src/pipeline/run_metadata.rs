@@ -9,8 +9,8 @@ use std::path::Path;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Manifest, ThresholdSource};
-use crate::pipeline::Pipeline;
+use super::Pipeline;
+use crate::model::manifest::{Manifest, ThresholdSource};
 use crate::verdict::{ModelColumn, Table};
 
 pub const VERSION: &str = "synthscan.version";

@@ -187,15 +187,15 @@ mod tests {
     const CAMERA: [(&str, &[u8]); 3] = [
         (
             "Canon_40D",
-            include_bytes!("../tests/fixtures/camera/Canon_40D.jpg"),
+            include_bytes!("../../tests/fixtures/camera/Canon_40D.jpg"),
         ),
         (
             "Canon_DIGITAL_IXUS_400",
-            include_bytes!("../tests/fixtures/camera/Canon_DIGITAL_IXUS_400.jpg"),
+            include_bytes!("../../tests/fixtures/camera/Canon_DIGITAL_IXUS_400.jpg"),
         ),
         (
             "Nikon_D70",
-            include_bytes!("../tests/fixtures/camera/Nikon_D70.jpg"),
+            include_bytes!("../../tests/fixtures/camera/Nikon_D70.jpg"),
         ),
     ];
 

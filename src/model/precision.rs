@@ -11,7 +11,7 @@
 //! speed-up was measured there. An explicit `--precision` is honoured on any device, and a model
 //! that lacks the variant asked for is an error before any file is read.
 
-use crate::device::Device;
+use crate::model::device::Device;
 
 pub const FP32: &str = "fp32";
 pub const FP16: &str = "fp16";

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
-use crate::crop::Window;
-use crate::manifest::InputSpec;
+use super::{jpeg, jpeg_window};
+use crate::decode::crop::Window;
+use crate::model::manifest::InputSpec;
 use crate::verdict::{to_ms, FileMeta, Status};
-use crate::{jpeg, jpeg_window};
 
 /// Limits that keep one hostile file from taking the machine down.
 #[derive(Debug, Clone, Copy)]
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn a_camera_jpeg_cut_in_half_is_a_decode_error_not_grey_filler() {
         // Its EXIF thumbnail, whole, sits before the cut.
-        let full = include_bytes!("../tests/fixtures/camera/Canon_40D.jpg");
+        let full = include_bytes!("../../tests/fixtures/camera/Canon_40D.jpg");
         let mut meta = FileMeta::default();
         decode_bytes(full, &Limits::default(), Extent::Full, &mut meta).unwrap();
         let err = decode_bytes(

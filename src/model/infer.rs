@@ -11,13 +11,13 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorRef};
 
-use crate::device::{Device, GpuOptions};
-use crate::manifest::{
+use crate::decode::preprocess::distinct_specs;
+use crate::model::device::{Device, GpuOptions};
+use crate::model::manifest::{
     InputSpec, ManifestError, ModelEntry, OutputKind, ThresholdChoice, ThresholdSource,
 };
-use crate::precision::{self, Host, Precision};
-use crate::preprocess::distinct_specs;
-use crate::runtime::Runtime;
+use crate::model::precision::{self, Host, Precision};
+use crate::model::runtime::Runtime;
 use crate::verdict::ModelColumn;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub struct SessionConfig {
     /// ONNX Runtime intra-op threads per session.
     pub intra_threads: usize,
     pub device: Device,
-    /// Which variant of each model to load (see [`crate::precision`]).
+    /// Which variant of each model to load (see [`crate::model::precision`]).
     pub precision: Precision,
     pub gpu: GpuOptions,
     /// When a GPU provider cannot be used: warn and run on the CPU instead of failing.
@@ -160,13 +160,13 @@ impl ModelSession {
             Err(Failure::Provider(reason)) if config.fallback_cpu => {
                 tracing::warn!(
                     "{}; scanning on the CPU (--fallback cpu)",
-                    crate::device::explain_failure(device, &runtime.library, &reason)
+                    crate::model::device::explain_failure(device, &runtime.library, &reason)
                 );
                 device = Device::Cpu;
                 open(runtime, entry, device, config).map_err(|f| session_err(f.to_string()))?
             }
             Err(Failure::Provider(reason)) => {
-                return Err(session_err(crate::device::explain_failure(
+                return Err(session_err(crate::model::device::explain_failure(
                     device,
                     &runtime.library,
                     &reason,
@@ -306,9 +306,9 @@ fn open(
         .with_intra_op_spinning(false)
         .map_err(|e| other(text(e)))?;
     if device.is_gpu() {
-        crate::device::preload_gpu_libraries(&runtime.library);
+        crate::model::device::preload_gpu_libraries(&runtime.library);
         let input = &entry.manifest.input;
-        let eps = crate::device::providers(
+        let eps = crate::model::device::providers(
             device,
             &config.gpu,
             &input.name,
