@@ -397,6 +397,7 @@ fn three_shards_give_exactly_the_rows_of_one_scan() {
     );
 }
 
+#[cfg(feature = "test-hooks")]
 /// Scans four PNGs, of which `boom.png` makes the stage that `inject` names panic.
 fn scan_with_panic(inject: &str, extra: &[&str]) -> (std::process::Output, Option<Vec<Row>>) {
     let dir = tempfile::tempdir().unwrap();
@@ -419,13 +420,14 @@ fn scan_with_panic(inject: &str, extra: &[&str]) -> (std::process::Output, Optio
     ])
     .args(tiny_model())
     .args(extra)
-    .env(synthscan::pipeline::contain::INJECT_VAR, inject)
+    .env(synthscan::pipeline::test_hooks::INJECT_VAR, inject)
     .output()
     .unwrap();
     let rows = out.exists().then(|| read_rows(&out));
     (run, rows)
 }
 
+#[cfg(feature = "test-hooks")]
 fn status_of(rows: &[Row], name: &str) -> (String, String) {
     let row = rows
         .iter()
@@ -434,6 +436,7 @@ fn status_of(rows: &[Row], name: &str) -> (String, String) {
     (row.status.clone(), row.error.clone().unwrap_or_default())
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn a_panic_in_decode_or_inference_is_contained_to_its_file_or_batch() {
     // Decode: only the file that panicked gets an error row, on one decode thread that goes on.
@@ -463,6 +466,7 @@ fn a_panic_in_decode_or_inference_is_contained_to_its_file_or_batch() {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn a_failing_collector_fails_the_run_loudly() {
     let (run, _) = scan_with_panic("collect:boom", &[]);

@@ -563,6 +563,7 @@ fn exits_after_sigterm(server: &mut Server) -> std::process::ExitStatus {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn panics_in_decode_and_inference_become_rows_and_the_server_stays_healthy() {
     let png = |w| image_bytes(w, 40, image::ImageFormat::Png);
@@ -598,6 +599,7 @@ fn panics_in_decode_and_inference_become_rows_and_the_server_stays_healthy() {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn a_dead_pipeline_answers_503_on_health_and_requests_instead_of_hanging() {
     let mut server =

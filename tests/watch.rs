@@ -385,6 +385,7 @@ fn sigterm_drains_the_pipeline_and_finalizes_the_open_part() {
     assert_eq!(dataset(&out).len(), 300);
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn a_decoder_panic_on_one_file_is_its_row_and_watching_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -452,6 +453,7 @@ fn a_second_watcher_on_the_same_outdir_exits_2_naming_it() {
     again.terminate();
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn a_file_rewritten_while_being_scored_ends_with_one_row_for_its_final_content() {
     let dir = tempfile::tempdir().unwrap();

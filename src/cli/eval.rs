@@ -99,7 +99,7 @@ fn score(args: &EvalArgs, config: RunConfig, quiet: bool) -> Result<(evaluate::E
         .zip(pipeline.threshold_sources())
         .map(|((m, c), s)| model_info(m, c, &s.to_string(), &calibration_points))
         .collect();
-    let table = run_metadata::table_for(&pipeline);
+    let table = pipeline.table().clone();
     let sink: Box<dyn Sink> = match &args.out {
         Some(path) => sink::create(Format::Parquet, path, table)?,
         None => Box::new(sink::Discard),

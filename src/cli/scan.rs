@@ -14,7 +14,6 @@ use super::{
     build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig,
     ThresholdOptions, WalkArgs,
 };
-use crate::pipeline::run_metadata;
 use crate::pipeline::{Observer, Source};
 use crate::sink::{self, Format};
 use crate::source::walk::{self, Shard};
@@ -74,7 +73,7 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
     walk_opts.shard = args.shard;
     let source: Source = Box::new(move |emit| walk::walk(&walk_opts, emit));
     let pipeline = build_pipeline(config, quiet)?;
-    let table = run_metadata::table_for(&pipeline);
+    let table = pipeline.table().clone();
     let sink = sink::create(format, &out, table)?;
 
     let show_progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();

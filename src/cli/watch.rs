@@ -15,7 +15,6 @@ use super::{
     build_pipeline, run_until_done, usage, ModelOptions, PipelineOptions, RunConfig,
     ThresholdOptions, WalkArgs,
 };
-use crate::pipeline::run_metadata;
 use crate::pipeline::{Observer, Source};
 use crate::sink::lock::{self, LockError};
 use crate::sink::rolling::{self, RollPolicy, RollingSink};
@@ -145,7 +144,7 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
         })
     };
 
-    let table = run_metadata::table_for(&pipeline);
+    let table = pipeline.table().clone();
     let sink = Box::new(RollingSink::create(&out, table, policy)?);
     let observer = stats_observer(stats_interval);
 

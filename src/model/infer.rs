@@ -11,8 +11,8 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorRef};
 
-use crate::decode::preprocess::distinct_specs;
 use crate::model::device::{Device, GpuOptions};
+use crate::model::manifest::distinct_specs;
 use crate::model::manifest::{
     InputSpec, ManifestError, ModelEntry, OutputKind, ThresholdChoice, ThresholdSource,
 };

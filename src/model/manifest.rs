@@ -476,9 +476,52 @@ pub fn list(dir: &Path) -> Vec<Result<ModelEntry, ManifestError>> {
     paths.iter().map(|p| load(p)).collect()
 }
 
+/// The distinct input specs of a set of models, and for each model the index of its spec.
+pub fn distinct_specs<'a>(
+    specs: impl IntoIterator<Item = &'a InputSpec>,
+) -> (Vec<InputSpec>, Vec<usize>) {
+    let mut distinct: Vec<InputSpec> = Vec::new();
+    let mut index = Vec::new();
+    for spec in specs {
+        // The input name differs between otherwise identical models and does not change pixels.
+        let same = |d: &InputSpec| {
+            (d.height, d.width, d.scale, d.mean, d.std, &d.crop)
+                == (
+                    spec.height,
+                    spec.width,
+                    spec.scale,
+                    spec.mean,
+                    spec.std,
+                    &spec.crop,
+                )
+        };
+        match distinct.iter().position(same) {
+            Some(i) => index.push(i),
+            None => {
+                index.push(distinct.len());
+                distinct.push(spec.clone());
+            }
+        }
+    }
+    (distinct, index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_specs_share_one_tensor() {
+        let mut other = InputSpec::for_tests(224, None);
+        other.name = "pixel_values".into();
+        let (distinct, index) = distinct_specs([
+            &InputSpec::for_tests(224, None),
+            &InputSpec::for_tests(256, None),
+            &other,
+        ]);
+        assert_eq!(distinct.len(), 2);
+        assert_eq!(index, vec![0, 1, 0]);
+    }
 
     pub(crate) fn sample_manifest(file: &str, sha256: &str) -> serde_json::Value {
         serde_json::json!({

@@ -14,9 +14,9 @@
 
 pub mod batch;
 pub mod contain;
-pub mod pause;
 pub mod run_metadata;
 pub mod summary;
+pub mod test_hooks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use crate::model::runtime::Runtime;
 use crate::provenance;
 use crate::sink::{Sink, SinkError};
 use crate::source::{Candidate, Version};
-use crate::verdict::{FileMeta, Status, Verdict};
+use crate::verdict::{FileMeta, Status, Table, Verdict};
 use summary::{Stage, StageClock, Summary};
 
 /// Paths are small; a deep queue lets the walk run ahead of slow decoding.
@@ -105,6 +105,9 @@ pub struct Pipeline {
     config: PipelineConfig,
     models: ModelSet,
     workers: Vec<Worker>,
+    /// The output columns and the run's description, built once the precisions are known and
+    /// handed to every sink, so that no caller rebuilds them.
+    table: Table,
 }
 
 impl Pipeline {
@@ -130,10 +133,12 @@ impl Pipeline {
                 column.precision = precision;
             }
         }
+        let table = run_metadata::table(&models);
         Ok(Pipeline {
             config,
             models,
             workers,
+            table,
         })
     }
 
@@ -182,6 +187,11 @@ impl Pipeline {
         &self.models.columns
     }
 
+    /// The verdict table every sink of this run writes: the columns and the run's metadata.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
     pub async fn run(
         self,
         source: Source,
@@ -194,6 +204,7 @@ impl Pipeline {
             config,
             models,
             workers,
+            table,
         } = self;
         let clock = Arc::new(StageClock::default());
         let discovered = Arc::new(AtomicU64::new(0));
@@ -263,11 +274,10 @@ impl Pipeline {
         }
         drop((batch_rx, verdict_tx));
 
-        let columns = models.columns.clone();
         let collector = {
             let (clock, discovered) = (clock.clone(), discovered.clone());
             tokio::task::spawn_blocking(move || {
-                collect(verdict_rx, sink, observer, &clock, &discovered, columns)
+                collect(verdict_rx, sink, observer, &clock, &discovered, table)
             })
         };
 
@@ -361,8 +371,8 @@ fn prepare(
     let step = std::cell::Cell::new("decoding");
     let superseded = std::cell::Cell::new(false);
     let outcome = contain::run(|| {
-        contain::inject(contain::Site::Decode, [meta.path.as_str()]);
-        pause::decode(&meta.path);
+        test_hooks::inject(test_hooks::Site::Decode, [meta.path.as_str()]);
+        test_hooks::pause_decode(&meta.path);
         let t = Instant::now();
         let (limits, extent) = (&settings.limits, settings.extent);
         let bytes = match &candidate.content {
@@ -443,7 +453,10 @@ fn infer_loop(
         let t = Instant::now();
         // A panic in a session costs this batch's scores, not the worker.
         let scores = contain::run(|| {
-            contain::inject(contain::Site::Infer, metas.iter().map(|m| m.path.as_str()));
+            test_hooks::inject(
+                test_hooks::Site::Infer,
+                metas.iter().map(|m| m.path.as_str()),
+            );
             worker.score_batch(&images)
         })
         .unwrap_or_else(|panic| Err(InferError::Panicked(panic.to_string())));
@@ -481,9 +494,8 @@ fn collect(
     mut observer: Observer,
     clock: &StageClock,
     discovered: &AtomicU64,
-    columns: Vec<crate::verdict::ModelColumn>,
+    table: Table,
 ) -> Result<Summary, PipelineError> {
-    let table = crate::verdict::Table::new(columns);
     let mut summary = Summary::default();
     let mut group = Vec::with_capacity(SINK_GROUP);
     let flush = |group: &mut Vec<Verdict>, sink: &mut Box<dyn Sink>| {
@@ -505,7 +517,7 @@ fn collect(
                 continue;
             }
         };
-        contain::inject(contain::Site::Collect, [v.meta.path.as_str()]);
+        test_hooks::inject(test_hooks::Site::Collect, [v.meta.path.as_str()]);
         summary.record(&table, &v);
         observer(&v, discovered.load(Ordering::Relaxed));
         group.push(v);

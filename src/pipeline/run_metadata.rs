@@ -9,7 +9,7 @@ use std::path::Path;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::{Deserialize, Serialize};
 
-use super::Pipeline;
+use crate::model::infer::ModelSet;
 use crate::model::manifest::{Manifest, ThresholdSource};
 use crate::verdict::{ModelColumn, Table};
 
@@ -94,14 +94,15 @@ pub fn key_values(models: &[ModelRecord], threshold: f32) -> Vec<(String, String
     ]
 }
 
-/// The verdict table of a pipeline's run, carrying the metadata that describes the run.
-pub fn table_for(pipeline: &Pipeline) -> Table {
-    let table = Table::new(pipeline.columns().to_vec());
-    let records: Vec<ModelRecord> = pipeline
-        .manifests()
-        .zip(pipeline.columns())
-        .zip(pipeline.threshold_sources())
-        .map(|((m, c), s)| ModelRecord::new(m, c, s))
+/// The verdict table of a run of these models, carrying the metadata that describes the run.
+pub fn table(models: &ModelSet) -> Table {
+    let table = Table::new(models.columns.clone());
+    let records: Vec<ModelRecord> = models
+        .entries
+        .iter()
+        .zip(&models.columns)
+        .zip(&models.threshold_sources)
+        .map(|((e, c), s)| ModelRecord::new(&e.manifest, c, s))
         .collect();
     let metadata = key_values(&records, table.combined_threshold());
     table.with_metadata(metadata)

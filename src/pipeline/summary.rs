@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::verdict::{Status, Table, Verdict, FAKE};
+use crate::verdict::{Label, Status, Table, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,7 +89,7 @@ impl Summary {
         self.rows += 1;
         *self.by_status.entry(v.status).or_default() += 1;
         match table.final_label(v) {
-            Some((FAKE, _)) => self.fake += 1,
+            Some((Label::Fake, _)) => self.fake += 1,
             Some(_) => self.real += 1,
             None => {}
         }

@@ -3,15 +3,17 @@
 //!
 //! A file can say it was generated: a C2PA manifest store ([`content_credentials`]), the IPTC
 //! digital source type in its XMP ([`xmp`]), or the prompt and settings a generator UI wrote into
-//! text chunks or EXIF ([`generator`]). [`container`] finds those blocks in JPEG, PNG and WebP;
-//! [`policy`] decides how a declaration and the model's score make the final label. The model's
-//! own columns never change.
+//! text chunks or EXIF ([`generator`]). [`container`] finds those blocks in JPEG, PNG and WebP.
+//! How a declaration and the model's score make the final label is decided in
+//! `verdict::label`; the model's own columns never change.
+//!
+//! Depends on nothing else in the crate, so it could become a crate of its own (isolating
+//! `c2pa`).
 
 pub mod container;
 pub mod content_credentials;
 pub mod exif_text;
 pub mod generator;
-pub mod policy;
 pub mod xmp;
 
 use std::panic::AssertUnwindSafe;
@@ -83,7 +85,7 @@ impl Provenance {
         self.declaration.as_ref()?.generator.as_deref()
     }
 
-    /// True when a declaration that is believed says the image was generated (see [`policy`]).
+    /// True when a declaration that is believed says the image was generated (see `verdict::label`).
     pub fn ai(&self) -> bool {
         self.declaration.as_ref().is_some_and(|d| d.ai)
     }

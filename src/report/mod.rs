@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use crate::pipeline::run_metadata::{self, ModelRecord};
-use crate::verdict::column;
+use crate::verdict::{column, Label};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -161,10 +161,10 @@ fn add_batch(
         .ok_or_else(|| schema_err(column::SCANNED_AT))?;
     // Absent from datasets written before provenance was read.
     let provenance = batch
-        .column_by_name("provenance")
+        .column_by_name(column::PROVENANCE)
         .and_then(|c| c.as_string_opt::<i32>());
     let declares_ai = batch
-        .column_by_name("provenance_ai")
+        .column_by_name(column::PROVENANCE_AI)
         .and_then(|c| c.as_any().downcast_ref::<BooleanArray>());
     let model_labels: Vec<(String, &arrow::array::StringArray)> = batch
         .schema()
@@ -206,13 +206,13 @@ fn add_batch(
                     .models
                     .entry(model.clone())
                     .or_default()
-                    .add(labels.value(i) == "fake");
+                    .add(Label::parse(labels.value(i)) == Some(Label::Fake));
             }
         }
         if !label.is_valid(i) {
             continue;
         }
-        let fake = label.value(i) == "fake";
+        let fake = Label::parse(label.value(i)) == Some(Label::Fake);
         report.combined.add(fake);
         let fmt = if format.is_valid(i) {
             format.value(i)

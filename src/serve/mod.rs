@@ -109,7 +109,7 @@ pub async fn serve(
             addr: config.bind,
             source,
         })?;
-    let table = crate::pipeline::run_metadata::table_for(&pipeline);
+    let table = pipeline.table().clone();
     let models = models_json(&pipeline, &table);
     let (dispatch, source, sink, closer) = Dispatcher::new();
     // The pipeline ends when the dispatcher (held by the router) is dropped after shutdown, not
@@ -453,7 +453,9 @@ fn batch_log(
     );
     for r in rows {
         let line = match (table.combined_score(r), table.final_label(r)) {
-            (Some(s), Some((label, basis))) => format!("{s:.4} {label} ({})", basis.as_str()),
+            (Some(s), Some((label, basis))) => {
+                format!("{s:.4} {} ({})", label.as_str(), basis.as_str())
+            }
             _ => format!("{}: {}", r.status, r.error.as_deref().unwrap_or("")),
         };
         let _ = writeln!(log, "{}\t{line}", r.meta.path);

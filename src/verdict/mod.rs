@@ -16,8 +16,10 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
-use crate::provenance::policy::{self, Basis};
 use crate::provenance::Provenance;
+pub use label::{Basis, Label};
+
+pub mod label;
 
 /// What happened to a file. Every candidate ends with exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -177,9 +179,6 @@ impl ModelColumn {
     }
 }
 
-pub const REAL: &str = "real";
-pub const FAKE: &str = "fake";
-
 /// The names of the columns that readers of a verdict dataset look up (the watch ledger,
 /// `report`, the API's model list), so that they are spelled in one place; a test checks them
 /// against the schema of [`Table::new`].
@@ -190,6 +189,8 @@ pub mod column {
     pub const FORMAT: &str = "format";
     pub const JPEG_QUALITY: &str = "jpeg_quality";
     pub const LABEL: &str = "label";
+    pub const PROVENANCE: &str = "provenance";
+    pub const PROVENANCE_AI: &str = "provenance_ai";
     pub const STATUS: &str = "status";
     pub const SCANNED_AT: &str = "scanned_at";
     /// Before a model's column stem: its score column.
@@ -281,20 +282,12 @@ impl Table {
     }
 
     /// The final label and what it rests on: the models' combined verdict, unless the file
-    /// declares AI generation (see [`policy`]).
-    pub fn final_label(&self, v: &Verdict) -> Option<(&'static str, Basis)> {
+    /// declares AI generation (see [`label`]).
+    pub fn final_label(&self, v: &Verdict) -> Option<(Label, Basis)> {
         let model = self
             .combined_score(v)
-            .map(|s| Self::label(s, self.combined_threshold()));
-        policy::final_label(model, v.meta.provenance.as_ref())
-    }
-
-    pub fn label(score: f32, threshold: f32) -> &'static str {
-        if score >= threshold {
-            FAKE
-        } else {
-            REAL
-        }
+            .map(|s| Label::of_score(s, self.combined_threshold()));
+        label::final_label(model, v.meta.provenance.as_ref())
     }
 
     pub fn models_text(&self) -> String {
@@ -360,11 +353,12 @@ impl Table {
             for (i, model) in self.models.iter().enumerate() {
                 let s = v.scores.get(i).copied().flatten();
                 model_scores[i].append_option(s);
-                model_labels[i].append_option(s.map(|s| Self::label(s, model.threshold)));
+                model_labels[i]
+                    .append_option(s.map(|s| Label::of_score(s, model.threshold).as_str()));
             }
             score.append_option(self.combined_score(v));
             let decided = self.final_label(v);
-            label.append_option(decided.map(|(l, _)| l));
+            label.append_option(decided.map(|(l, _)| l.as_str()));
             basis.append_option(decided.map(|(_, b)| b.as_str()));
             let p = m.provenance.as_ref();
             provenance.append_option(p.and_then(Provenance::kind).map(|k| k.as_str()));
