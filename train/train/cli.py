@@ -42,7 +42,7 @@ from train.metrics import (
     write_json,
 )
 from train.models import MODEL_NAMES, WEIGHTS, create_model, load_init, unwrap_state_dict
-from train.parallel import MODES, PipelineStrategy, build_strategy, env_world, resolve_device
+from train.parallel import MODES, build_strategy, env_world, resolve_device
 
 log = logging.getLogger("train")
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -190,7 +190,6 @@ def _run(args: argparse.Namespace, strategy: Any, device: torch.device, started:
         prob=args.aug_prob,
     )
     pre = preprocess_of(args)
-    pipelined = isinstance(strategy, PipelineStrategy)
     loader_kw = {
         "batch_size": args.batch_size,
         "workers": args.workers,
@@ -202,8 +201,8 @@ def _run(args: argparse.Namespace, strategy: Any, device: torch.device, started:
     train_loader = make_loader(
         ImageDataset(train_s, train_transform(aug, pre)),
         shuffle=True,
-        # A trailing batch of one breaks BatchNorm and the pipeline needs one batch shape.
-        drop_last=pipelined or len(train_s) >= 2 * args.batch_size * shards,
+        # A trailing batch of one breaks BatchNorm, and some strategies need one batch shape.
+        drop_last=strategy.fixed_batch_shape or len(train_s) >= 2 * args.batch_size * shards,
         **loader_kw,
     )
     val_loader = make_loader(ImageDataset(val_s, eval_transform(pre)), shuffle=False, **loader_kw)

@@ -95,6 +95,21 @@ class Strategy:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def counts_data(self) -> bool:
+        """Whether this rank's images count towards the run's totals (once per image)."""
+        return True
+
+    @property
+    def fixed_batch_shape(self) -> bool:
+        """Whether every training batch must have the same shape."""
+        return False
+
+    @property
+    def scales_loss(self) -> bool:
+        """Whether the engine runs backward, and so can scale the loss for fp16."""
+        return True
+
     def shard(self) -> tuple[int, int] | None:
         """(rank, world) when each rank must read its own part of the data."""
         return None
@@ -379,6 +394,21 @@ class PipelineStrategy(Strategy):
     @property
     def is_last(self) -> bool:
         return self.rank == self.world_size - 1
+
+    @property
+    def counts_data(self) -> bool:
+        # Both ranks read every batch; the last one sees the labels.
+        return self.is_last
+
+    @property
+    def fixed_batch_shape(self) -> bool:
+        # The schedule is built for the shape of the first batch.
+        return True
+
+    @property
+    def scales_loss(self) -> bool:
+        # The schedule runs backward itself.
+        return False
 
     def prepare(self, model: nn.Module, model_name: str, compile_model: bool = False) -> None:
         if compile_model:
