@@ -1,7 +1,7 @@
 """The format-only shortcut check: can a classifier tell the classes apart from the file's
 format, pixel size and JPEG quality alone, without looking at a single pixel value?
 
-    python -m train.shortcut CORPUS/index.csv [--out shortcut.json]
+    python -m train shortcut CORPUS/index.csv [--out shortcut.json]
 
 If it can, a detector trained on the corpus may learn those instead of generator traces. It
 reads what a scanner would see in each file (sniffed format, width, height, JPEG quality
@@ -117,17 +117,14 @@ def check(index: Path, seed: int = 0) -> dict[str, Any]:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.shortcut", description=__doc__)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index", type=Path, help="the corpus's index.csv")
     p.add_argument("--out", type=Path, default=None)
-    a = p.parse_args(argv)
+
+
+def run(a: argparse.Namespace) -> int:
     text = json.dumps(check(a.index), indent=2) + "\n"
     if a.out:
         a.out.write_text(text)
     sys.stdout.write(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
