@@ -346,8 +346,8 @@ def list_real(root: Path) -> list[Picture]:
 
 def open_picture(pic: Picture) -> Image.Image | None:
     """RGB pixels of the picture, or None when it is too small or mostly transparent."""
-    with Image.open(pic.path) as im:
-        im = ImageOps.exif_transpose(im)
+    with Image.open(pic.path) as opened:
+        im = ImageOps.exif_transpose(opened)
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             alpha = np.asarray(im.convert("RGBA"))[..., 3]
             # Flat fills behind cut-outs would be a class cue (generators make none): skip.
@@ -544,10 +544,10 @@ def _dedupe(pictures: Sequence[Picture], cache: Path, workers: int) -> list[Pict
     cache.write_text(json.dumps(known))
     by_hash: dict[str, tuple[int, Picture]] = {}
     for pic in pictures:
-        fp = known[pic.key]
-        if fp is None:
+        cached = known[pic.key]
+        if cached is None:
             continue
-        h, area = str(fp[0]), int(str(fp[1]))
+        h, area = str(cached[0]), int(str(cached[1]))
         if h not in by_hash or by_hash[h][0] < area:
             by_hash[h] = (area, pic)
     return sorted((p for _, p in by_hash.values()), key=lambda p: p.key)

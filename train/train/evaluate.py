@@ -64,7 +64,7 @@ def discover_any(data: Path) -> tuple[list[Sample], str]:
         return read_kaggle_csv(data), "kaggle-csv"
     if (data / KAGGLE_CSV).is_file():
         return read_kaggle_csv(data / KAGGLE_CSV), "kaggle-csv"
-    samples = []
+    samples: list[Sample] = []
     for label, name in enumerate(LABELS):
         folder = data / name
         if folder.is_dir():

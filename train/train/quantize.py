@@ -70,7 +70,8 @@ CALIB_METHODS = {
 }
 
 
-class ImageCalibration(CalibrationDataReader):
+# onnxruntime ships no type information, so its base class is Any to mypy.
+class ImageCalibration(CalibrationDataReader):  # type: ignore[misc]
     """Feeds the calibrator batches of real images, preprocessed as the scanner does."""
 
     def __init__(self, manifest: dict[str, Any], samples: Sequence[Sample], batch: int) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
@@ -57,7 +58,9 @@ def colour_count(im: Image.Image) -> int:
 def file_features(path: Path) -> list[float]:
     with Image.open(path) as im:
         fmt = im.format or ""
-        quality = jpeg_quality(im.quantization[0]) if fmt == "JPEG" else 0.0
+        quality = 0.0
+        if fmt == "JPEG" and isinstance(im, JpegImageFile):
+            quality = jpeg_quality(im.quantization[0])
         w, h = im.size
         colours = colour_count(im)
     return [*(float(fmt == f) for f in FORMATS), float(w), float(h), quality, float(colours)]
