@@ -16,4 +16,4 @@ exec uv run torchrun \
   --rdzv-backend c10d \
   --rdzv-endpoint "${MASTER:?set MASTER=host:port of one node}" \
   --rdzv-id "${RDZV_ID:-synthscan-train}" \
-  -m train --data-path "$data" --output-dir "$out" --mode ddp "$@"
+  -m train fit --data-path "$data" --output-dir "$out" --mode ddp "$@"

@@ -29,21 +29,21 @@ source "$here/recipe.sh"
 
 "$here/fetch_photos.sh" --real-corpus "$work/photos"
 [[ -f "$c/index.csv" ]] ||
-    run -m train.corpus --generators "$repos" --photos "$work/photos" --out "$c"
-run -m train.shortcut "$c/index.csv" --out "$c/shortcut.json"
+    run -m train corpus --generators "$repos" --photos "$work/photos" --out "$c"
+run -m train shortcut "$c/index.csv" --out "$c/shortcut.json"
 
-run -m train --data-path "$c/train/data.csv" --val-data-path "$c/val/data.csv" \
+run -m train fit --data-path "$c/train/data.csv" --val-data-path "$c/val/data.csv" \
     --model efficientnet_lite0 --weights imagenet --lr 3e-4 \
     --epochs "${EPOCHS:-6}" --max-steps "${MAX_STEPS:-50}" "${recipe[@]}" \
     --output-dir "$work/runs/$name"
 
-run -m train.export "$work/runs/$name/checkpoint.pth" --out "$models/$name" --no-fp16 \
+run -m train export "$work/runs/$name/checkpoint.pth" --out "$models/$name" --no-fp16 \
     --card-json "$repo/train/cards/$name.json" --parity-images "$repo/samples" \
     --version "${VERSION:-2.0.0}" --tiles "${TILES:-1}"
 
 # Operating points from the validation split's real images (never the held-out sets), then
 # every figure of the card at the 5% point.
-run -m train.evaluate "$models/$name.json" "${held_out[@]}" samples="$repo/samples" \
+run -m train evaluate "$models/$name.json" "${held_out[@]}" samples="$repo/samples" \
     ${HARD:+hard="$HARD"} --calibrate val --write-manifest \
     --perturb jpeg75,downscale50,webp75,social --perturb-sets val,sd35_vs_camera,native_camera \
     --out "$work/$name.eval.json"
@@ -53,5 +53,5 @@ run -m train.evaluate "$models/$name.json" "${held_out[@]}" samples="$repo/sampl
 # INT8 failed its gate on SD 3.5 (97.5% of labels agreeing).
 gate=()
 for set in "${held_out[@]:0:5}"; do gate+=(--eval "$set"); done
-run -m train.quantize "$models/$name.json" --calib "$c/train/data.csv" --calib-split all \
+run -m train quantize "$models/$name.json" --calib "$c/train/data.csv" --calib-split all \
     --float-convs 6 --split all "${gate[@]}" || echo "INT8 variant not shipped: it failed its gate"

@@ -24,10 +24,10 @@ source "$here/recipe.sh"
 
 for spec in resnet18:resnet18-gen-e5:5 resnet18:resnet18-gen-e25:25 vit_tiny_patch16_224:vit-tiny-gen-e5:5; do
     IFS=: read -r model name epochs <<<"$spec"
-    run -m train --data-path "$c/train/data.csv" --val-data-path "$c/val/data.csv" \
+    run -m train fit --data-path "$c/train/data.csv" --val-data-path "$c/val/data.csv" \
         --model "$model" --lr 1e-3 --epochs "$epochs" --max-steps 50 "${recipe[@]}" \
         --output-dir "$out/runs/$name"
-    run -m train.export "$out/runs/$name/checkpoint.pth" --out "$out/$name" --no-fp16 --version 0.0.0
-    run -m train.evaluate "$out/$name.json" "${held_out[@]}" --calibrate val \
+    run -m train export "$out/runs/$name/checkpoint.pth" --out "$out/$name" --no-fp16 --version 0.0.0
+    run -m train evaluate "$out/$name.json" "${held_out[@]}" --calibrate val \
         --out "$out/$name.eval.json"
 done

@@ -24,14 +24,14 @@ common=(--data-path "$data" --device cpu --runs-csv "$runs" --print-freq 50 "$@"
 for model in resnet18 vit_tiny_patch16_224; do
   # The baselines come first so every later row finds them.
   for threads in 1 2; do
-    OMP_NUM_THREADS=$threads py -m train "${common[@]}" --model "$model" --mode cpu \
+    OMP_NUM_THREADS=$threads py -m train fit "${common[@]}" --model "$model" --mode cpu \
       --cpu-threads "$threads" --output-dir "$out/$model-cpu$threads"
   done
-  py -m train "${common[@]}" --model "$model" --mode single --output-dir "$out/$model-single"
+  py -m train fit "${common[@]}" --model "$model" --mode single --output-dir "$out/$model-single"
   # One intra-op thread per process so two processes share two cores without oversubscribing.
   OMP_NUM_THREADS=1 py -m torch.distributed.run --standalone --nproc_per_node 2 \
-    -m train "${common[@]}" --model "$model" --mode ddp --cpu-threads 1 \
+    -m train fit "${common[@]}" --model "$model" --mode ddp --cpu-threads 1 \
     --output-dir "$out/$model-ddp2"
 done
 
-py -m train.plots "$runs" --out "$out/plots"
+py -m train plots "$runs" --output-dir "$out/plots"

@@ -23,15 +23,15 @@ source "$here/recipe.sh"
 
 for fold in ${FOLDS:-gpt4o,nano_banana midjourney,model_repos}; do
     name=${fold//,/_}
-    run -m train.corpus --out "$c" --family-fold "$fold"
-    run -m train --data-path "$c/fold_${name}_train.csv" --val-data-path "$c/fold_${name}_val.csv" \
+    run -m train corpus --out "$c" --family-fold "$fold"
+    run -m train fit --data-path "$c/fold_${name}_train.csv" --val-data-path "$c/fold_${name}_val.csv" \
         --model efficientnet_lite0 --weights imagenet --lr 3e-4 \
         --epochs "${EPOCHS:-3}" --max-steps "${MAX_STEPS:-40}" "${recipe[@]}" \
         --output-dir "$out/runs/$name"
-    run -m train.export "$out/runs/$name/checkpoint.pth" --out "$out/without-$name" --no-fp16 \
+    run -m train export "$out/runs/$name/checkpoint.pth" --out "$out/without-$name" --no-fp16 \
         --version 0.0.0
     sets=(val="$c/fold_${name}_val.csv" left_out="$c/fold_${name}_test.csv")
     for group in ${fold//,/ }; do sets+=("$group=$c/fold_${name}_test_${group}.csv"); done
-    run -m train.evaluate "$out/without-$name.json" "${sets[@]}" --calibrate val \
+    run -m train evaluate "$out/without-$name.json" "${sets[@]}" --calibrate val \
         --out "$out/without-$name.eval.json"
 done

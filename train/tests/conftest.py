@@ -9,6 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from train import cli, fit
+from train.record import RunRecord
+
 # Two cores shared by everything: keep each test process to one intra-op thread.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -69,6 +72,11 @@ def base_args(data: Path, out: Path, *extra: str) -> list[str]:
         "--print-freq", "0",
         *extra,
     ]  # fmt: skip
+
+
+def fit_main(argv: list[str]) -> RunRecord:
+    """What `python -m train fit ARGV` does, in this process, with the run record it makes."""
+    return fit.fit(cli.build_parser().parse_args(["fit", *argv]))
 
 
 def scanner() -> Path:

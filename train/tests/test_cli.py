@@ -11,7 +11,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import base_args, free_port
+from conftest import base_args, fit_main, free_port
 
 from train import cli, plots
 from train.export import export
@@ -27,9 +27,9 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_single_run_writes_checkpoint_and_records(folder_data: Path, tmp_path: Path) -> None:
     (folder_data / "real" / "broken.png").write_bytes(b"\x89PNG broken")
     out = tmp_path / "out"
-    record = cli.main(base_args(folder_data, out, "--model", "resnet18"))
-    assert record["skipped_images"] >= 1  # counted, and the epoch finished
-    assert record["speedup"] == 1.0 and record["images_per_s"] > 0
+    record = fit_main(base_args(folder_data, out, "--model", "resnet18"))
+    assert record.skipped_images >= 1  # counted, and the epoch finished
+    assert record.speedup == 1.0 and record.images_per_s > 0
     ckpt = torch.load(out / "checkpoint.pth", weights_only=False)
     assert ckpt["epoch"] == 0 and {"optimizer", "lr_scheduler", "scaler", "rng"} <= ckpt.keys()
     rows = _rows(out / "runs.csv")
@@ -37,14 +37,25 @@ def test_single_run_writes_checkpoint_and_records(folder_data: Path, tmp_path: P
     assert len(list(out.glob("run-*.json"))) == 1
 
 
+def test_commands_come_first(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    for name in ("corpus", "shortcut", "fit", "plots", "export", "evaluate", "quantize"):
+        assert name in err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--data-path", "DATA"])
+    assert exit_info.value.code == 2
+    assert "python -m train fit --data-path DATA" in capsys.readouterr().err
+
+
 def test_kaggle_layout_bf16_cpu_threads(kaggle_data: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs.csv"
     common = ("--model", "vit_tiny_patch16_224", "--runs-csv", str(runs), "--amp", "bf16")
-    cli.main(base_args(kaggle_data, tmp_path / "a", *common, "--mode", "cpu", "--cpu-threads", "1"))
-    rec = cli.main(
+    fit_main(base_args(kaggle_data, tmp_path / "a", *common, "--mode", "cpu", "--cpu-threads", "1"))
+    rec = fit_main(
         base_args(kaggle_data, tmp_path / "b", *common, "--mode", "cpu", "--cpu-threads", "2")
     )
-    assert rec["data_layout"] == "kaggle-csv" and rec["amp"] == "bf16"
+    assert rec.data_layout == "kaggle-csv" and rec.amp == "bf16"
     rows = _rows(runs)
     assert [r["cpu_threads"] for r in rows] == ["1", "2"]
     assert float(rows[1]["speedup"]) > 0 and float(rows[1]["efficiency"]) > 0
@@ -54,11 +65,11 @@ def test_kaggle_layout_bf16_cpu_threads(kaggle_data: Path, tmp_path: Path) -> No
 
 def test_resume_continues(folder_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cli.main(base_args(folder_data, out, "--max-steps", "2"))
+    fit_main(base_args(folder_data, out, "--max-steps", "2"))
     first = torch.load(out / "checkpoint.pth", weights_only=False)
     args = base_args(folder_data, out, "--max-steps", "2", "--epochs", "2")
-    record = cli.main([*args, "--resume", str(out / "checkpoint.pth")])
-    assert record["epochs"] == 1
+    record = fit_main([*args, "--resume", str(out / "checkpoint.pth")])
+    assert record.epochs == 1
     second = torch.load(out / "checkpoint.pth", weights_only=False)
     assert second["epoch"] == 1
     changed = [k for k, v in first["model"].items() if not torch.equal(v, second["model"][k])]
@@ -67,13 +78,13 @@ def test_resume_continues(folder_data: Path, tmp_path: Path) -> None:
 
 def test_model_parallel_in_process(folder_data: Path, tmp_path: Path) -> None:
     args = ("--mode", "model-parallel", "--pipeline-chunks", "2", "--max-steps", "2")
-    record = cli.main(base_args(folder_data, tmp_path / "o", *args))
-    assert record["mode"] == "model-parallel" and record["train_images"] == 8
+    record = fit_main(base_args(folder_data, tmp_path / "o", *args))
+    assert record.mode == "model-parallel" and record.train_images == 8
 
 
 def test_export_parity_and_manifest(folder_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cli.main(base_args(folder_data, out, "--max-steps", "1"))
+    fit_main(base_args(folder_data, out, "--max-steps", "1"))
     card = tmp_path / "card.json"
     card.write_text(json.dumps({"figures": ["roc.png"]}))
     manifest = export(out / "checkpoint.pth", tmp_path / "models" / "demo",
@@ -82,7 +93,7 @@ def test_export_parity_and_manifest(folder_data: Path, tmp_path: Path) -> None:
     on_disk = json.loads((models / "demo.json").read_text())
     assert on_disk == manifest
     spec = json.loads(_manifest_example())
-    # Operating points are measured later, by `train.evaluate --calibrate --write-manifest`.
+    # Operating points are measured later, by `train evaluate --calibrate --write-manifest`.
     assert set(on_disk) == set(spec) - {"operating_points"}
     assert set(on_disk["input"]) == set(spec["input"])
     for key in ("schema_version", "labels", "fake_index", "threshold", "output"):
@@ -113,7 +124,7 @@ def _manifest_example() -> str:
 def _torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "--master-port", str(free_port()), "-m", "train", *args]  # fmt: skip
+           "--master-port", str(free_port()), "-m", "train", "fit", *args]  # fmt: skip
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 

@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import skimage
 import torch
-from conftest import base_args
+from conftest import base_args, fit_main
 from PIL import Image
 
-from train import cli, evaluate
+from train import evaluate
 from train.data import Preprocess, crop_tiles, eval_transform, fill_crop, tile_offsets
 from train.export import export, export_fp32
 from train.models import create_model
@@ -90,7 +90,7 @@ def test_efficientnet_lite0_imagenet_weights_recognize_known_images(
 
 def test_crop_mode_trains_exports_and_evaluates(folder_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cli.main(base_args(folder_data, out, "--input-mode", "crop", "--val-fraction", "0.5"))
+    fit_main(base_args(folder_data, out, "--input-mode", "crop", "--val-fraction", "0.5"))
     manifest = tmp_path / "models" / "crop.json"
     written = export(out / "checkpoint.pth", manifest.with_suffix(""), fp16=False, tiles=2)
     assert written["input"]["crop"] == {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import base_args
+from conftest import base_args, fit_main
 
 from train import cli, evaluate
 from train.export import export
@@ -28,15 +28,15 @@ def test_metrics_at_counts_each_class() -> None:
 
 def test_evaluate_exported_model(kaggle_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    record = cli.main(base_args(kaggle_data, out, "--val-fraction", "0.5"))
+    record = fit_main(base_args(kaggle_data, out, "--val-fraction", "0.5"))
     manifest = tmp_path / "models" / "demo.json"
     export(out / "checkpoint.pth", manifest.with_suffix(""), fp16=False)
 
     real_only = tmp_path / "real_only"
     shutil.copytree(kaggle_data / "train_data", real_only / "real", ignore=_skip_dirs)
     result_path = tmp_path / "eval.json"
-    rc = evaluate.main(
-        [str(manifest), f"val={kaggle_data}", str(real_only), "--split", "val",
+    rc = cli.main(
+        ["evaluate", str(manifest), f"val={kaggle_data}", str(real_only), "--split", "val",
          "--perturb", "jpeg75,downscale50", "--perturb-sets", "val",
          "--out", str(result_path)]
     )  # fmt: skip
@@ -46,8 +46,8 @@ def test_evaluate_exported_model(kaggle_data: Path, tmp_path: Path) -> None:
     sets = result["datasets"]
     assert set(sets) == {"val", "val+jpeg75", "val+downscale50", "real_only"}
     # Exactly the training run's validation split, whichever way the CSV is named.
-    assert sets["val"]["n"] == record["val_samples"] and sets["val"]["split"] == "val"
-    assert sets["val"]["accuracy"] == pytest.approx(record["val_accuracy"], abs=1e-6)
+    assert sets["val"]["n"] == record.val_samples and sets["val"]["split"] == "val"
+    assert sets["val"]["accuracy"] == pytest.approx(record.val_accuracy, abs=1e-6)
     assert sets["real_only"]["n_fake"] == 0 and sets["real_only"]["fpr_real"] is not None
     assert sets["real_only"]["split"] == "all"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from train import quantize
+from train import cli, quantize
 from train.export import sha256_file
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -83,8 +83,8 @@ def test_a_failing_variant_is_not_shipped(tiny: Path) -> None:
     manifest["variants"] = [{"precision": "int8", "file": "tiny-cnn.int8.onnx", "sha256": "0"}]
     tiny.write_text(json.dumps(manifest))
     (tiny.parent / "tiny-cnn.int8.onnx").write_bytes(b"the earlier variant")
-    code = quantize.main(
-        [str(tiny), "--calib", str(SAMPLES), "--eval", f"samples={SAMPLES}",
+    code = cli.main(
+        ["quantize", str(tiny), "--calib", str(SAMPLES), "--eval", f"samples={SAMPLES}",
          "--min-agreement", "1.01", "-b", "8"]
     )  # fmt: skip
     assert code == 1
@@ -97,8 +97,8 @@ def test_a_failing_variant_is_not_shipped(tiny: Path) -> None:
 
 
 def test_the_first_convolutions_can_stay_in_float(tiny: Path) -> None:
-    code = quantize.main(
-        [str(tiny), "--calib", str(SAMPLES / "real"), "--calib-images", "12",
+    code = cli.main(
+        ["quantize", str(tiny), "--calib", str(SAMPLES / "real"), "--calib-images", "12",
          "--eval", f"samples={SAMPLES}", "--float-convs", "1", "-b", "8"]
     )  # fmt: skip
     assert code == 0

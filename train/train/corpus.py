@@ -1,7 +1,7 @@
 """The real-generator corpus: outputs of real text-to-image generators against photographs and
 human-made artwork, rendered so that nothing but the pixels separates the classes.
 
-    python -m train.corpus --generators GEN_DIR --photos PHOTO_DIR --out DIR [--seed 0]
+    python -m train corpus --generators GEN_DIR --photos PHOTO_DIR --out DIR [--seed 0]
 
 GEN_DIR holds checkouts of the permissively licensed generator galleries listed in
 ``GENERATOR_SOURCES`` (one folder per repository, named as there); PHOTO_DIR holds the unpacked
@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from train import options
 
 log = logging.getLogger(__name__)
 
@@ -344,8 +346,8 @@ def list_real(root: Path) -> list[Picture]:
 
 def open_picture(pic: Picture) -> Image.Image | None:
     """RGB pixels of the picture, or None when it is too small or mostly transparent."""
-    with Image.open(pic.path) as im:
-        im = ImageOps.exif_transpose(im)
+    with Image.open(pic.path) as opened:
+        im = ImageOps.exif_transpose(opened)
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             alpha = np.asarray(im.convert("RGBA"))[..., 3]
             # Flat fills behind cut-outs would be a class cue (generators make none): skip.
@@ -542,10 +544,10 @@ def _dedupe(pictures: Sequence[Picture], cache: Path, workers: int) -> list[Pict
     cache.write_text(json.dumps(known))
     by_hash: dict[str, tuple[int, Picture]] = {}
     for pic in pictures:
-        fp = known[pic.key]
-        if fp is None:
+        cached = known[pic.key]
+        if cached is None:
             continue
-        h, area = str(fp[0]), int(str(fp[1]))
+        h, area = str(cached[0]), int(str(cached[1]))
         if h not in by_hash or by_hash[h][0] < area:
             by_hash[h] = (area, pic)
     return sorted((p for _, p in by_hash.values()), key=lambda p: p.key)
@@ -884,17 +886,12 @@ def write_family_fold(corpus: Path, groups: Sequence[str]) -> dict[str, Path]:
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m train.corpus",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generators", type=Path, help="folder of gallery checkouts")
     p.add_argument("--photos", type=Path, help="folder of unpacked packages")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-j", "--workers", type=int, default=2)
+    options.add_seed(p)
+    options.add_workers(p, 2, "rendering processes")
     p.add_argument(
         "--samples-to", type=Path, default=None, help="only pick demo samples from a built corpus"
     )
@@ -904,21 +901,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="GROUP[,GROUP]",
         help="only write the CSVs of a model trained without these generator groups",
     )
-    a = p.parse_args(argv)
+
+
+def run(a: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if a.family_fold is not None:
         for subset, path in write_family_fold(a.out, a.family_fold.split(",")).items():
             print(subset, path)
-        return
+        return 0
     if a.samples_to is not None:
         for row in pick_samples(a.out, a.samples_to, 16, a.seed):
             print(row["file"], row["split"], row["generator"], row["source"])
-        return
+        return 0
     if a.generators is None or a.photos is None:
-        p.error("--generators and --photos are required to build a corpus")
+        raise options.UsageError("--generators and --photos are required to build a corpus")
     rows = build(a.generators, a.photos, a.out, a.seed, a.workers)
     print(json.dumps(corpus_stats(rows), indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    return 0

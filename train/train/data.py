@@ -77,8 +77,8 @@ class Preprocess:
             width=int(spec["width"]),
             mode="crop" if crop else "resize",
             tiles=int(crop.get("tiles", 1)),
-            mean=tuple(spec["mean"]),  # type: ignore[arg-type]
-            std=tuple(spec["std"]),  # type: ignore[arg-type]
+            mean=tuple(spec["mean"]),
+            std=tuple(spec["std"]),
         )
 
     def manifest_fields(self) -> dict[str, Any]:
@@ -99,9 +99,10 @@ class Preprocess:
         return fields
 
     def normalize(self) -> Callable[[Image.Image], torch.Tensor]:
-        return transforms.Compose(
+        norm: Callable[[Image.Image], torch.Tensor] = transforms.Compose(
             [transforms.ToTensor(), transforms.Normalize(self.mean, self.std)]
         )
+        return norm
 
 
 def fill_crop(img: Image.Image, height: int, width: int) -> Image.Image:
@@ -141,7 +142,9 @@ def eval_transform(pre: Preprocess | int = IMAGE_SIZE) -> Callable[[Image.Image]
         if pre.tiles == 1:
             return lambda img: norm(crop_tiles(img, pre)[0])
         return lambda img: torch.stack([norm(t) for t in crop_tiles(img, pre)])
-    return transforms.Compose([transforms.Resize((pre.height, pre.width), antialias=True), norm])
+    resize = transforms.Resize((pre.height, pre.width), antialias=True)
+    resized: Callable[[Image.Image], torch.Tensor] = transforms.Compose([resize, norm])
+    return resized
 
 
 class RandomJpeg:
@@ -211,7 +214,8 @@ def train_transform(
         steps.append(pre.normalize())
     else:
         steps.append(eval_transform(pre))
-    return transforms.Compose(steps)
+    composed: Callable[[Image.Image], torch.Tensor] = transforms.Compose(steps)
+    return composed
 
 
 def parse_quality_range(text: str) -> tuple[int, int]:

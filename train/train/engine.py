@@ -18,7 +18,7 @@ import torch
 
 from train.data import Batch
 from train.metrics import classification_metrics
-from train.parallel import AutocastFactory, LossFn, PipelineStrategy, Strategy
+from train.parallel import AutocastFactory, LossFn, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,8 @@ def make_autocast(device_type: str, amp: str) -> AutocastFactory:
 
 
 def make_scaler(device_type: str, amp: str, strategy: Strategy) -> torch.amp.GradScaler:
-    # Loss scaling is only needed for fp16 on CUDA; the pipeline schedule runs backward
-    # itself, so it cannot scale the loss.
-    enabled = device_type == "cuda" and amp == "fp16" and not isinstance(strategy, PipelineStrategy)
+    # Loss scaling is only needed for fp16 on CUDA.
+    enabled = device_type == "cuda" and amp == "fp16" and strategy.scales_loss
     return torch.amp.GradScaler(device_type, enabled=enabled)
 
 
@@ -45,11 +44,6 @@ class EpochStats:
     skipped: int
     steps: int
     seconds: float
-
-
-def _counts_data(strategy: Strategy) -> bool:
-    # Both pipeline ranks read every batch; count each image once.
-    return not (isinstance(strategy, PipelineStrategy) and not strategy.is_last)
 
 
 def _any_rank(strategy: Strategy, flag: bool) -> bool:
@@ -99,7 +93,7 @@ def train_one_epoch(
             log.info("epoch %d step %d loss %.4f", epoch, steps, part_loss / max(1, part_n))
     _sync(strategy.device)
     seconds = time.perf_counter() - start
-    if not _counts_data(strategy):
+    if not strategy.counts_data:
         skipped = 0
     loss_sum, samples_f, skipped_f = strategy.all_reduce_sum([loss_sum, samples, skipped])
     return EpochStats(
@@ -133,7 +127,7 @@ def evaluate(
             probs.append(p)
             labels.append(batch.labels)
             indices.append(batch.indices)
-    if not _counts_data(strategy):
+    if not strategy.counts_data:
         skipped = 0
     local = (
         torch.cat(probs).numpy() if probs else np.zeros(0),

@@ -1,6 +1,6 @@
 """Evaluate an exported model (manifest + ONNX) the way the scanner runs it.
 
-python -m train.evaluate MODELS/NAME.json [NAME=]DATA [[NAME=]DATA ...] [--split val]
+python -m train evaluate MODELS/NAME.json [NAME=]DATA [[NAME=]DATA ...] [--split val]
     [--perturb jpeg75|downscale50] [--out results.json]
 
 DATA is a `train.csv` (or its folder) or a folder with `real/` and/or `fake/` below it. Images
@@ -32,6 +32,7 @@ from PIL import Image
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from train import options
 from train.data import (
     IMAGE_EXTENSIONS,
     KAGGLE_CSV,
@@ -46,8 +47,6 @@ from train.data import (
 from train.perturb import PERTURBATIONS, perturb_image
 
 log = logging.getLogger("train.evaluate")
-
-SPLITS = ("all", "train", "val")
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
@@ -65,7 +64,7 @@ def discover_any(data: Path) -> tuple[list[Sample], str]:
         return read_kaggle_csv(data), "kaggle-csv"
     if (data / KAGGLE_CSV).is_file():
         return read_kaggle_csv(data / KAGGLE_CSV), "kaggle-csv"
-    samples = []
+    samples: list[Sample] = []
     for label, name in enumerate(LABELS):
         folder = data / name
         if folder.is_dir():
@@ -263,6 +262,18 @@ def parse_dataset(text: str) -> tuple[str, Path]:
     return p.name or str(p), p
 
 
+def _log_entry(key: str, entry: dict[str, Any]) -> None:
+    log.info(
+        "%s: n=%d acc=%s auc=%s fpr_real=%s tpr_fake=%s",
+        key,
+        entry["n"],
+        _fmt(entry["accuracy"]),
+        _fmt(entry["roc_auc"]),
+        _fmt(entry["fpr_real"]),
+        _fmt(entry["tpr_fake"]),
+    )
+
+
 def evaluate_model(
     manifest_path: Path,
     datasets: Sequence[tuple[str, Path]],
@@ -320,15 +331,7 @@ def evaluate_model(
                     "seconds": round(time.perf_counter() - started, 1),
                 }
             )
-            log.info(
-                "%s: n=%d acc=%s auc=%s fpr_real=%s tpr_fake=%s",
-                key,
-                entry["n"],
-                _fmt(entry["accuracy"]),
-                _fmt(entry["roc_auc"]),
-                _fmt(entry["fpr_real"]),
-                _fmt(entry["tpr_fake"]),
-            )
+            _log_entry(key, entry)
             results[key] = entry
             if kind is None and layout == "kaggle-csv":
                 by_gen = _per_generator(path, chosen, kept, scores, labels, thr)
@@ -427,11 +430,10 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__)
-    p.add_argument("manifest", type=Path, help="models/NAME.json")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_manifest(p)
     p.add_argument("data", nargs="+", help="[NAME=]PATH: train.csv, its folder, or real/+fake/")
-    p.add_argument("--split", default="all", choices=SPLITS, help="for CSV data sets")
+    options.add_split(p, "all")
     p.add_argument(
         "--perturb",
         default="",
@@ -442,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threshold", type=float, default=None, help="default: the manifest's")
     p.add_argument("--fp16", action="store_true", help="run the manifest's fp16 variant")
-    p.add_argument("-b", "--batch-size", type=int, default=32)
+    options.add_batch_size(p, 32)
     p.add_argument(
         "--calibrate",
         default=None,
@@ -457,12 +459,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--tiles", type=int, default=None, help="crop mode: override the tiling")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    a = p.parse_args(argv)
+
+
+def run(a: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     kinds = [k for k in a.perturb.split(",") if k]
     for k in kinds:
         if k not in PERTURBATIONS:
-            p.error(f"unknown perturbation {k!r}")
+            raise options.UsageError(f"unknown perturbation {k!r}")
+    if a.write_manifest and not a.calibrate:
+        raise options.UsageError("--write-manifest needs --calibrate")
     result = evaluate_model(
         a.manifest,
         [parse_dataset(d) for d in a.data],
@@ -476,17 +482,11 @@ def main(argv: list[str] | None = None) -> int:
         a.tiles,
     )
     if a.write_manifest:
-        if not a.calibrate:
-            p.error("--write-manifest needs --calibrate")
         # The data paths are the builder's own; the build script holds the full command.
-        write_operating_points(a.manifest, result, "python -m train.evaluate --calibrate ...")
+        write_operating_points(a.manifest, result, "python -m train evaluate --calibrate ...")
     text = json.dumps(result, indent=2) + "\n"
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(text)
     sys.stdout.write(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

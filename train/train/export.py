@@ -1,6 +1,6 @@
 """Export a checkpoint to ONNX (FP32 + FP16 variant) with the manifest the scanner reads.
 
-python -m train.export CHECKPOINT --out models/NAME [--parity-images DIR] [--card-json FILE]
+python -m train export CHECKPOINT --out models/NAME [--parity-images DIR] [--card-json FILE]
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import argparse
 import hashlib
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -262,8 +261,7 @@ def export(
     return manifest
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.export", description=__doc__)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, required=True, help="models/NAME (no extension)")
     p.add_argument("--parity-images", type=Path, default=None)
@@ -276,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threshold", type=float, default=0.5, help="fake when P(fake) >= this (manifest)"
     )
-    a = p.parse_args(argv)
+
+
+def run(a: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         export(
@@ -293,7 +293,3 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

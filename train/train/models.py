@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import timm
 import torch
-from timm.layers import Conv2dSame, global_pool_nlc
-from timm.layers.conv2d_same import Conv2dSameExport
+from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
+from timm.layers.pool1d import global_pool_nlc
+from timm.models.efficientnet import EfficientNet
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
-from torchvision.models import resnet18
+from torchvision.models import ResNet, resnet18
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ def create_model(
     if name == EFFICIENTNET:
         # The TF port (same-padding convolutions) is the architecture the packaged weights
         # were trained with; timm's PyTorch-padding variant shifts every feature map by a pixel.
-        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        model = cast(EfficientNet, timm.create_model("tf_efficientnet_lite0", pretrained=False))
         if weights == "imagenet":
             load_efficientnet_lite0_imagenet(model)
         if num_classes != model.num_classes:
@@ -39,7 +42,8 @@ def create_model(
         raise ValueError(f"--weights {weights} is available for {EFFICIENTNET} only")
     if name == "resnet18":
         # ResNet's global pooling makes it size-agnostic; image_size needs no plumbing.
-        return resnet18(weights=None, num_classes=num_classes)
+        resnet: nn.Module = resnet18(weights=None, num_classes=num_classes)
+        return resnet
     if name in VIT_MODELS:
         return timm.create_model(
             name, pretrained=False, num_classes=num_classes, img_size=image_size
@@ -88,9 +92,9 @@ def fix_same_padding(model: nn.Module, image_size: int) -> nn.Module:
         fixed = Conv2dSameExport(
             module.in_channels,
             module.out_channels,
-            module.kernel_size,
-            stride=module.stride,
-            dilation=module.dilation,
+            _pair(module.kernel_size),
+            stride=_pair(module.stride),
+            dilation=_pair(module.dilation),
             groups=module.groups,
             bias=module.bias is not None,
         )
@@ -102,6 +106,11 @@ def fix_same_padding(model: nn.Module, image_size: int) -> nn.Module:
         model(torch.zeros(1, 3, image_size, image_size))
     model.train(training)
     return model
+
+
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-D convolution's per-axis setting, which torch types as a tuple of any length."""
+    return value[0], value[1]
 
 
 def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
@@ -146,15 +155,20 @@ class ViTStage0(nn.Module):
     Holds references to the full model's parameters, so training the stages trains the model.
     """
 
-    def __init__(self, vit: nn.Module, split: int) -> None:
+    def __init__(self, vit: VisionTransformer, split: int) -> None:
         super().__init__()
-        if getattr(vit, "num_reg_tokens", 0) or vit.cls_token is None or vit.no_embed_class:
+        if (
+            getattr(vit, "num_reg_tokens", 0)
+            or vit.cls_token is None
+            or vit.pos_embed is None
+            or vit.no_embed_class
+        ):
             raise ValueError("ViT split supports the plain class-token layout only")
         if getattr(vit, "dynamic_img_size", False):
             raise ValueError("ViT split does not support dynamic_img_size")
         self.patch_embed = vit.patch_embed
-        self.cls_token = vit.cls_token
-        self.pos_embed = vit.pos_embed
+        self.cls_token: nn.Parameter = vit.cls_token
+        self.pos_embed: nn.Parameter = vit.pos_embed
         self.pos_drop = vit.pos_drop
         self.patch_drop = vit.patch_drop
         self.norm_pre = vit.norm_pre
@@ -166,31 +180,34 @@ class ViTStage0(nn.Module):
         x = self.pos_drop(x + self.pos_embed)
         x = self.patch_drop(x)
         x = self.norm_pre(x)
-        return self.blocks(x)
+        out: torch.Tensor = self.blocks(x)
+        return out
 
 
 class ViTStage1(nn.Module):
-    def __init__(self, vit: nn.Module, split: int) -> None:
+    def __init__(self, vit: VisionTransformer, split: int) -> None:
         super().__init__()
         self.blocks = nn.Sequential(*list(vit.blocks)[split:])
         self.norm = vit.norm
         self.vit_head = _ViTHead(vit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vit_head(self.norm(self.blocks(x)))
+        out: torch.Tensor = self.vit_head(self.norm(self.blocks(x)))
+        return out
 
 
 class _ViTHead(nn.Module):
-    def __init__(self, vit: nn.Module) -> None:
+    def __init__(self, vit: VisionTransformer) -> None:
         super().__init__()
         if vit.attn_pool is not None:
             raise ValueError("ViT split does not support attention pooling")
-        self.fc_norm = vit.fc_norm
-        self.head_drop = vit.head_drop
-        self.head = vit.head
-        self.global_pool = vit.global_pool
-        self.num_prefix_tokens = vit.num_prefix_tokens
-        self.pool_include_prefix = vit.pool_include_prefix
+        # Annotated because mypy cannot infer timm's attributes through its __init__.
+        self.fc_norm: nn.Module = vit.fc_norm
+        self.head_drop: nn.Module = vit.head_drop
+        self.head: nn.Module = vit.head
+        self.global_pool: str = vit.global_pool
+        self.num_prefix_tokens: int = vit.num_prefix_tokens
+        self.pool_include_prefix: bool = vit.pool_include_prefix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = global_pool_nlc(
@@ -199,21 +216,23 @@ class _ViTHead(nn.Module):
             num_prefix_tokens=self.num_prefix_tokens,
             reduce_include_prefix=self.pool_include_prefix,
         )
-        return self.head(self.head_drop(self.fc_norm(x)))
+        out: torch.Tensor = self.head(self.head_drop(self.fc_norm(x)))
+        return out
 
 
 def split_model(model: nn.Module, name: str) -> tuple[nn.Module, nn.Module]:
     """Two modules whose composition stage1(stage0(x)) equals model(x)."""
     if name == "resnet18":
-        m = model
+        m = cast(ResNet, model)
         stage0 = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2)
         stage1 = nn.Sequential(m.layer3, m.layer4, m.avgpool, nn.Flatten(1), m.fc)
         return stage0, stage1
     if name in VIT_MODELS:
-        half = len(model.blocks) // 2
-        return ViTStage0(model, half), ViTStage1(model, half)
+        vit = cast(VisionTransformer, model)
+        half = len(vit.blocks) // 2
+        return ViTStage0(vit, half), ViTStage1(vit, half)
     if name == EFFICIENTNET:
-        m = model
+        m = cast(EfficientNet, model)
         half = len(m.blocks) // 2
         stage0 = nn.Sequential(m.conv_stem, m.bn1, *list(m.blocks)[:half])
         stage1 = nn.Sequential(

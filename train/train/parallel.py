@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MODES = ("single", "cpu", "ddp", "fsdp", "model-parallel")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 AutocastFactory = Callable[[], AbstractContextManager[Any]]
+Stage = Callable[[torch.Tensor], torch.Tensor]
 
 
 def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
@@ -95,6 +96,21 @@ class Strategy:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def counts_data(self) -> bool:
+        """Whether this rank's images count towards the run's totals (once per image)."""
+        return True
+
+    @property
+    def fixed_batch_shape(self) -> bool:
+        """Whether every training batch must have the same shape."""
+        return False
+
+    @property
+    def scales_loss(self) -> bool:
+        """Whether the engine runs backward, and so can scale the loss for fp16."""
+        return True
+
     def shard(self) -> tuple[int, int] | None:
         """(rank, world) when each rank must read its own part of the data."""
         return None
@@ -113,7 +129,8 @@ class Strategy:
             self.raw = self.raw.to(memory_format=torch.channels_last)
         self.module = self._wrap(self.raw)
         if compile_model:
-            self.module = torch.compile(self.module)
+            # A compiled module is an nn.Module (OptimizedModule); the stubs say only callable.
+            self.module = cast(nn.Module, torch.compile(self.module))
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         return model
@@ -249,7 +266,8 @@ class FSDPStrategy(DDPStrategy):
 
         assert self.raw is not None
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(self.raw, options=opts)
+        # A full state dict holds plain tensors, not the sharded types the stubs allow for.
+        return cast(dict[str, torch.Tensor], get_model_state_dict(self.raw, options=opts))
 
     def optimizer_state(self, optimizer: torch.optim.Optimizer) -> Any:
         from torch.distributed.checkpoint.state_dict import (
@@ -302,7 +320,7 @@ class ModelParallelStrategy(Strategy):
         super().__init__(devices[0], channels_last)
         self.stage_devices = devices
         self.chunks = max(1, chunks)
-        self.stages: tuple[nn.Module, nn.Module] | None = None
+        self.stages: tuple[Stage, Stage] | None = None
 
     @property
     def devices(self) -> int:
@@ -379,6 +397,21 @@ class PipelineStrategy(Strategy):
     @property
     def is_last(self) -> bool:
         return self.rank == self.world_size - 1
+
+    @property
+    def counts_data(self) -> bool:
+        # Both ranks read every batch; the last one sees the labels.
+        return self.is_last
+
+    @property
+    def fixed_batch_shape(self) -> bool:
+        # The schedule is built for the shape of the first batch.
+        return True
+
+    @property
+    def scales_loss(self) -> bool:
+        # The schedule runs backward itself.
+        return False
 
     def prepare(self, model: nn.Module, model_name: str, compile_model: bool = False) -> None:
         if compile_model:

@@ -1,4 +1,4 @@
-"""Charts of a runs.csv: python -m train.plots RUNS.csv --out DIR"""
+"""Charts of a runs.csv: python -m train plots RUNS.csv --output-dir DIR"""
 
 from __future__ import annotations
 
@@ -71,14 +71,12 @@ def plot_runs(csv_path: Path, out_dir: Path) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m train.plots", description=__doc__)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs_csv", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    a = p.parse_args(argv)
-    for path in plot_runs(a.runs_csv, a.out):
+    p.add_argument("--output-dir", type=Path, required=True)
+
+
+def run(a: argparse.Namespace) -> int:
+    for path in plot_runs(a.runs_csv, a.output_dir):
         print(path)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,7 +1,7 @@
 """INT8 variant of an exported model: static QDQ quantization with per-channel weights,
 calibrated on real images, shipped only when it passes a quality gate against FP32.
 
-python -m train.quantize MODELS/NAME.json --calib DATA [--calib-images 256] [--calib-split train]
+python -m train quantize MODELS/NAME.json --calib DATA [--calib-images 256] [--calib-split train]
     --eval [NAME=]DATA [--eval [NAME=]DATA ...] [--split val]
     [--calib-method minmax] [--float-convs N]
     [--min-agreement 0.99] [--max-auc-change 0.005] [--manifest-out FILE]
@@ -26,7 +26,6 @@ import json
 import logging
 import platform
 import random
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -46,6 +45,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from sklearn.metrics import roc_auc_score
 
+from train import options
 from train.data import IMAGE_EXTENSIONS, Preprocess, Sample
 from train.evaluate import (
     _batches,
@@ -70,7 +70,8 @@ CALIB_METHODS = {
 }
 
 
-class ImageCalibration(CalibrationDataReader):
+# onnxruntime ships no type information, so its base class is Any to mypy.
+class ImageCalibration(CalibrationDataReader):  # type: ignore[misc]
     """Feeds the calibrator batches of real images, preprocessed as the scanner does."""
 
     def __init__(self, manifest: dict[str, Any], samples: Sequence[Sample], batch: int) -> None:
@@ -322,20 +323,15 @@ def quantize(
     return card
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m train.quantize",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("manifest", type=Path, help="models/NAME.json")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_manifest(p)
     p.add_argument("--calib", type=Path, required=True, help="calibration images")
     p.add_argument("--calib-images", type=int, default=256, help="at most this many")
     p.add_argument("--calib-split", default="train", choices=("all", "train"))
     p.add_argument(
         "--eval", action="append", default=[], required=True, help="[NAME=]DATA, repeatable"
     )
-    p.add_argument("--split", default="val", choices=("all", "train", "val"), help="for CSVs")
+    options.add_split(p, "val")
     p.add_argument("--calib-method", default="minmax", choices=sorted(CALIB_METHODS))
     p.add_argument(
         "--float-convs",
@@ -346,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT)
     p.add_argument("--max-auc-change", type=float, default=MAX_AUC_CHANGE)
-    p.add_argument("-b", "--batch-size", type=int, default=16)
+    options.add_batch_size(p, 16)
     p.add_argument("--manifest-out", type=Path, default=None, help="default: update MANIFEST")
-    a = p.parse_args(argv)
+
+
+def run(a: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     card = quantize(
         a.manifest,
@@ -365,7 +363,3 @@ def main(argv: list[str] | None = None) -> int:
         a.batch_size,
     )
     return 0 if card["passed"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """The format-only shortcut check: can a classifier tell the classes apart from the file's
 format, pixel size and JPEG quality alone, without looking at a single pixel value?
 
-    python -m train.shortcut CORPUS/index.csv [--out shortcut.json]
+    python -m train shortcut CORPUS/index.csv [--out shortcut.json]
 
 If it can, a detector trained on the corpus may learn those instead of generator traces. It
 reads what a scanner would see in each file (sniffed format, width, height, JPEG quality
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
@@ -57,7 +58,9 @@ def colour_count(im: Image.Image) -> int:
 def file_features(path: Path) -> list[float]:
     with Image.open(path) as im:
         fmt = im.format or ""
-        quality = jpeg_quality(im.quantization[0]) if fmt == "JPEG" else 0.0
+        quality = 0.0
+        if fmt == "JPEG" and isinstance(im, JpegImageFile):
+            quality = jpeg_quality(im.quantization[0])
         w, h = im.size
         colours = colour_count(im)
     return [*(float(fmt == f) for f in FORMATS), float(w), float(h), quality, float(colours)]
@@ -117,17 +120,14 @@ def check(index: Path, seed: int = 0) -> dict[str, Any]:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.shortcut", description=__doc__)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index", type=Path, help="the corpus's index.csv")
     p.add_argument("--out", type=Path, default=None)
-    a = p.parse_args(argv)
+
+
+def run(a: argparse.Namespace) -> int:
     text = json.dumps(check(a.index), indent=2) + "\n"
     if a.out:
         a.out.write_text(text)
     sys.stdout.write(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
