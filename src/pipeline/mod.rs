@@ -17,6 +17,8 @@ pub mod contain;
 pub mod run_metadata;
 pub mod summary;
 pub mod test_hooks;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::decode::{self, Limits};
 use crate::model::device::Device;
 use crate::model::infer::{InferError, ModelSet, SessionConfig, Worker};
 use crate::model::runtime::Runtime;
+use crate::model::scorer::Scorer;
 use crate::provenance;
 use crate::sink::{Sink, SinkError};
 use crate::source::{Candidate, Version};
@@ -104,7 +107,7 @@ pub type Observer = Box<dyn FnMut(&Verdict, u64) + Send>;
 pub struct Pipeline {
     config: PipelineConfig,
     models: ModelSet,
-    workers: Vec<Worker>,
+    workers: Vec<Box<dyn Scorer>>,
     /// The output columns and the run's description, built once the precisions are known and
     /// handed to every sink, so that no caller rebuilds them.
     table: Table,
@@ -113,19 +116,29 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(
         runtime: &Arc<Runtime>,
-        mut models: ModelSet,
+        models: ModelSet,
         config: PipelineConfig,
     ) -> Result<Self, PipelineError> {
-        let mut workers = Vec::new();
+        let mut workers: Vec<Box<dyn Scorer>> = Vec::new();
         for &device in &config.devices {
             let session = SessionConfig {
                 device,
                 ..config.session.clone()
             };
             for _ in 0..config.sessions_per_device.max(1) {
-                workers.push(Worker::new(runtime, &models, &session)?);
+                workers.push(Box::new(Worker::new(runtime, &models, &session)?));
             }
         }
+        Ok(Self::with_scorers(models, workers, config))
+    }
+
+    /// A pipeline over scorers made elsewhere (at least one); [`Pipeline::new`] makes ONNX
+    /// Runtime workers, the pipeline's tests make runners that need none.
+    pub fn with_scorers(
+        mut models: ModelSet,
+        workers: Vec<Box<dyn Scorer>>,
+        config: PipelineConfig,
+    ) -> Self {
         // The precision a model runs at is known once its sessions exist (what --precision
         // picked for the device the session ended up on, the CPU after a fallback).
         if let Some(first) = workers.first() {
@@ -134,12 +147,12 @@ impl Pipeline {
             }
         }
         let table = run_metadata::table(&models);
-        Ok(Pipeline {
+        Pipeline {
             config,
             models,
             workers,
             table,
-        })
+        }
     }
 
     /// Picks the batch size by measurement: doubles it from 1 while throughput still grows by
@@ -211,7 +224,8 @@ impl Pipeline {
         let superseded = Arc::new(AtomicU64::new(0));
         let (cand_tx, cand_rx) = bounded::<Candidate>(CANDIDATE_CAPACITY);
         let (prep_tx, prep_rx) = bounded::<Prepared>(config.batch_size * 2);
-        let (batch_tx, batch_rx) = bounded::<Vec<Prepared>>(workers.len());
+        let infer_workers = workers.len();
+        let (batch_tx, batch_rx) = bounded::<Vec<Prepared>>(infer_workers);
         let (verdict_tx, verdict_rx) = bounded::<Verdict>(VERDICT_CAPACITY);
 
         let source_task = {
@@ -269,7 +283,7 @@ impl Pipeline {
             let (batch_rx, verdict_tx, clock) =
                 (batch_rx.clone(), verdict_tx.clone(), clock.clone());
             tasks.push(tokio::task::spawn_blocking(move || {
-                infer_loop(&mut worker, &batch_rx, &verdict_tx, &clock)
+                infer_loop(worker.as_mut(), &batch_rx, &verdict_tx, &clock)
             }));
         }
         drop((batch_rx, verdict_tx));
@@ -303,7 +317,7 @@ impl Pipeline {
         summary.wall = started.elapsed();
         summary.stages = clock.snapshot();
         summary.decode_threads = config.decode_threads;
-        summary.infer_workers = config.devices.len() * config.sessions_per_device.max(1);
+        summary.infer_workers = infer_workers;
         Ok(summary)
     }
 }
@@ -442,7 +456,7 @@ fn read_as_handed_on(
 }
 
 fn infer_loop(
-    worker: &mut Worker,
+    worker: &mut dyn Scorer,
     batches: &Receiver<Vec<Prepared>>,
     done: &Sender<Verdict>,
     clock: &StageClock,
