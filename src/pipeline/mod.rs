@@ -13,7 +13,10 @@
 //! [`Candidate::version`]).
 
 pub mod batch;
+pub mod collect;
 pub mod contain;
+pub mod decode_stage;
+pub mod infer_stage;
 pub mod run_metadata;
 pub mod summary;
 pub mod test_hooks;
@@ -26,26 +29,28 @@ use std::time::{Duration, Instant};
 
 use async_channel::{bounded, Receiver, Sender};
 
-use crate::decode::preprocess::{Prepared, Preprocessor};
+use collect::collect;
+use decode_stage::{decode_loop, DecodeOutput, DecodeSettings};
+use infer_stage::infer_loop;
+use tokio::task::JoinHandle;
+
+use crate::decode::preprocess::Prepared;
 use crate::decode::{self, Limits};
 use crate::model::device::Device;
 use crate::model::infer::{InferError, ModelSet, SessionConfig, Worker};
+use crate::model::manifest::InputSpec;
 use crate::model::runtime::Runtime;
 use crate::model::scorer::Scorer;
 use crate::provenance;
 use crate::sink::{Sink, SinkError};
-use crate::source::{Candidate, Version};
-use crate::verdict::{FileMeta, Status, Table, Verdict};
+use crate::source::Candidate;
+use crate::verdict::{Table, Verdict};
 use summary::{Stage, StageClock, Summary};
 
 /// Paths are small; a deep queue lets the walk run ahead of slow decoding.
 const CANDIDATE_CAPACITY: usize = 1024;
 /// Rows waiting for the sink; each is a few hundred bytes.
 const VERDICT_CAPACITY: usize = 1024;
-/// The collector hands rows to the sink in groups of this size (or when the input pauses).
-const SINK_GROUP: usize = 256;
-/// How often an idle collector lets the sink act on time (see [`Sink::tick`]).
-const SINK_TICK: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -219,79 +224,40 @@ impl Pipeline {
             workers,
             table,
         } = self;
-        let clock = Arc::new(StageClock::default());
-        let discovered = Arc::new(AtomicU64::new(0));
-        let superseded = Arc::new(AtomicU64::new(0));
+        let counts = Counts::default();
+        let infer_workers = workers.len();
         let (cand_tx, cand_rx) = bounded::<Candidate>(CANDIDATE_CAPACITY);
         let (prep_tx, prep_rx) = bounded::<Prepared>(config.batch_size * 2);
-        let infer_workers = workers.len();
         let (batch_tx, batch_rx) = bounded::<Vec<Prepared>>(infer_workers);
         let (verdict_tx, verdict_rx) = bounded::<Verdict>(VERDICT_CAPACITY);
 
-        let source_task = {
-            let discovered = discovered.clone();
-            let clock = clock.clone();
-            tokio::task::spawn_blocking(move || {
-                let t = Instant::now();
-                let mut emit = |c: Candidate| {
-                    if stop.load(Ordering::Relaxed) {
-                        return false;
-                    }
-                    discovered.fetch_add(1, Ordering::Relaxed);
-                    cand_tx.send_blocking(c).is_ok()
-                };
-                source(&mut emit);
-                clock.add(Stage::Walk, t.elapsed());
-            })
-        };
-
-        let specs = models.specs.clone();
-        let extent = if config.partial_decode {
-            decode::Extent::for_inputs(&specs)
-        } else {
-            decode::Extent::Full
-        };
-        let mut tasks = Vec::new();
-        for _ in 0..config.decode_threads.max(1) {
-            let (cand_rx, prep_tx, verdict_tx) =
-                (cand_rx.clone(), prep_tx.clone(), verdict_tx.clone());
-            let (specs, clock, superseded) = (specs.clone(), clock.clone(), superseded.clone());
-            let decode = DecodeSettings {
-                limits: config.limits,
-                extent,
-                provenance: config.provenance.clone(),
-            };
-            tasks.push(tokio::task::spawn_blocking(move || {
-                let out = DecodeOutput {
-                    prepared: &prep_tx,
-                    done: &verdict_tx,
-                    superseded: &superseded,
-                };
-                decode_loop(&cand_rx, &out, &specs, &decode, &clock)
-            }));
-        }
-        drop((cand_rx, prep_tx));
-
+        let source_task = spawn_source(source, cand_tx, stop, &counts);
+        let mut tasks = spawn_decoders(
+            &config,
+            &models.specs,
+            cand_rx,
+            prep_tx,
+            &verdict_tx,
+            &counts,
+        );
         let batcher = tokio::spawn(batch::run(
             prep_rx,
             batch_tx,
             config.batch_size,
             config.linger,
         ));
-
-        for mut worker in workers {
-            let (batch_rx, verdict_tx, clock) =
-                (batch_rx.clone(), verdict_tx.clone(), clock.clone());
-            tasks.push(tokio::task::spawn_blocking(move || {
-                infer_loop(worker.as_mut(), &batch_rx, &verdict_tx, &clock)
-            }));
-        }
-        drop((batch_rx, verdict_tx));
-
+        tasks.extend(spawn_scorers(workers, batch_rx, verdict_tx, &counts));
         let collector = {
-            let (clock, discovered) = (clock.clone(), discovered.clone());
+            let counts = counts.clone();
             tokio::task::spawn_blocking(move || {
-                collect(verdict_rx, sink, observer, &clock, &discovered, table)
+                collect(
+                    verdict_rx,
+                    sink,
+                    observer,
+                    &counts.clock,
+                    &counts.discovered,
+                    table,
+                )
             })
         };
 
@@ -307,7 +273,7 @@ impl Pipeline {
             t.await.map_err(join)?;
         }
         summary.candidates =
-            discovered.load(Ordering::Relaxed) - superseded.load(Ordering::Relaxed);
+            counts.discovered.load(Ordering::Relaxed) - counts.superseded.load(Ordering::Relaxed);
         if summary.rows != summary.candidates {
             return Err(PipelineError::Lost {
                 candidates: summary.candidates,
@@ -315,237 +281,94 @@ impl Pipeline {
             });
         }
         summary.wall = started.elapsed();
-        summary.stages = clock.snapshot();
+        summary.stages = counts.clock.snapshot();
         summary.decode_threads = config.decode_threads;
         summary.infer_workers = infer_workers;
         Ok(summary)
     }
 }
 
-/// What the decode stage makes of a candidate: an image for the models, or its final row.
-enum Decoded {
-    Ready(Prepared),
-    Done(Verdict),
-    /// The file changed after its source handed it on; the source hands on the new version.
-    Superseded,
+/// What the stages count together: busy time per stage, candidates handed on, and candidates
+/// dropped because their file changed (they owe no row).
+#[derive(Clone, Default)]
+struct Counts {
+    clock: Arc<StageClock>,
+    discovered: Arc<AtomicU64>,
+    superseded: Arc<AtomicU64>,
 }
 
-/// Where the decode stage sends what it makes of each candidate.
-struct DecodeOutput<'a> {
-    prepared: &'a Sender<Prepared>,
-    done: &'a Sender<Verdict>,
-    /// Candidates dropped as [`Decoded::Superseded`]: they owe no row.
-    superseded: &'a AtomicU64,
-}
-
-/// How the decode stage decodes: its limits, and how much of a JPEG it must decode.
-struct DecodeSettings {
-    limits: Limits,
-    extent: decode::Extent,
-    provenance: Option<Arc<provenance::Reader>>,
-}
-
-fn decode_loop(
-    input: &Receiver<Candidate>,
-    out: &DecodeOutput,
-    specs: &[crate::model::manifest::InputSpec],
-    decode: &DecodeSettings,
-    clock: &StageClock,
-) {
-    let mut pre = Preprocessor::new(specs);
-    while let Ok(candidate) = input.recv_blocking() {
-        let sent = match prepare(candidate, decode, &mut pre, specs, clock) {
-            Decoded::Ready(p) => out.prepared.send_blocking(p).is_ok(),
-            Decoded::Done(v) => out.done.send_blocking(v).is_ok(),
-            Decoded::Superseded => {
-                out.superseded.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-        };
-        if !sent {
-            return;
-        }
-    }
-}
-
-fn prepare(
-    candidate: Candidate,
-    settings: &DecodeSettings,
-    pre: &mut Preprocessor,
-    specs: &[crate::model::manifest::InputSpec],
-    clock: &StageClock,
-) -> Decoded {
-    let mut meta = FileMeta::new(candidate.path.to_string_lossy().into_owned());
-    meta.ticket = candidate.content.as_ref().map(|upload| upload.ticket);
-    if let Some(defect) = candidate.defect {
-        return Decoded::Done(Verdict::failed(meta, defect.status, defect.message));
-    }
-    // A decoder or the resizer panicking on this file's bytes costs this file's row, not the
-    // worker: the row says so, and the next file gets a fresh preprocessor.
-    let step = std::cell::Cell::new("decoding");
-    let superseded = std::cell::Cell::new(false);
-    let outcome = contain::run(|| {
-        test_hooks::inject(test_hooks::Site::Decode, [meta.path.as_str()]);
-        test_hooks::pause_decode(&meta.path);
+/// The source on a blocking thread, counting what it hands on and ending when `stop` is set.
+fn spawn_source(
+    source: Source,
+    candidates: Sender<Candidate>,
+    stop: Arc<AtomicBool>,
+    counts: &Counts,
+) -> JoinHandle<()> {
+    let counts = counts.clone();
+    tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        let (limits, extent) = (&settings.limits, settings.extent);
-        let bytes = match &candidate.content {
-            Some(upload) => Ok(upload.bytes.clone()),
-            None => decode::read_file(&candidate.path, limits, &mut meta).map(bytes::Bytes::from),
+        let mut emit = |c: Candidate| {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            counts.discovered.fetch_add(1, Ordering::Relaxed);
+            candidates.send_blocking(c).is_ok()
         };
-        if let (Ok(bytes), Some(version)) = (&bytes, candidate.version) {
-            if !read_as_handed_on(&candidate.path, version, &meta, bytes.len()) {
-                superseded.set(true);
-                return Err((Status::IoError, String::new()));
-            }
-        }
-        let image = bytes.and_then(|bytes| {
-            let image = decode::decode_file_bytes(&bytes, limits, extent, &mut meta);
-            // Read whatever the pixels did: a file that does not decode still declares what it
-            // declares.
-            match &settings.provenance {
-                Some(reader) if bytes.len() as u64 <= limits.max_file_bytes => {
-                    meta.provenance = Some(reader.read(&bytes));
-                }
-                _ => {}
-            }
-            image
-        });
-        clock.add(Stage::Decode, t.elapsed());
-        let image = image.map_err(|e| (e.status(), e.to_string()))?;
-        step.set("resizing");
-        let t = Instant::now();
-        let tensors = pre.prepare(&image);
-        clock.add(Stage::Resize, t.elapsed());
-        tensors.map_err(|e| (Status::DecodeError, e.to_string()))
-    });
-    if superseded.get() {
-        tracing::info!(
-            "{} changed while it was read; its new version is scored instead",
-            meta.path
-        );
-        return Decoded::Superseded;
-    }
-    match outcome {
-        Ok(Ok(tensors)) => Decoded::Ready(Prepared { meta, tensors }),
-        Ok(Err((status, message))) => Decoded::Done(Verdict::failed(meta, status, message)),
-        Err(panic) => {
-            *pre = Preprocessor::new(specs);
-            let message = format!("panicked while {}: {panic}", step.get());
-            tracing::error!("{}: {message}", meta.path);
-            Decoded::Done(Verdict::failed(meta, Status::DecodeError, message))
-        }
-    }
+        source(&mut emit);
+        counts.clock.add(Stage::Walk, t.elapsed());
+    })
 }
 
-/// Whether the bytes read are the version the source handed on: the look before the read, the
-/// number of bytes read and a look after it all agree with that version. Anything else means
-/// the file was rewritten in between, and the bytes may even be half of each version.
-fn read_as_handed_on(
-    path: &std::path::Path,
-    version: Version,
-    meta: &FileMeta,
-    len: usize,
-) -> bool {
-    let before = meta.size_bytes.map(|size| Version {
-        size,
-        modified_ms: meta.modified_ms,
-    });
-    let after = std::fs::metadata(path).ok().and_then(|m| Version::of(&m));
-    before == Some(version) && after == Some(version) && len as u64 == version.size
-}
-
-fn infer_loop(
-    worker: &mut dyn Scorer,
-    batches: &Receiver<Vec<Prepared>>,
+/// `decode_threads` decoders sharing the candidates; images go on to the batcher, final rows
+/// straight to the collector.
+fn spawn_decoders(
+    config: &PipelineConfig,
+    specs: &[InputSpec],
+    candidates: Receiver<Candidate>,
+    prepared: Sender<Prepared>,
     done: &Sender<Verdict>,
-    clock: &StageClock,
-) {
-    while let Ok(batch) = batches.recv_blocking() {
-        let (metas, images): (Vec<FileMeta>, Vec<Vec<Vec<f32>>>) =
-            batch.into_iter().map(|p| (p.meta, p.tensors)).unzip();
-        let t = Instant::now();
-        // A panic in a session costs this batch's scores, not the worker.
-        let scores = contain::run(|| {
-            test_hooks::inject(
-                test_hooks::Site::Infer,
-                metas.iter().map(|m| m.path.as_str()),
-            );
-            worker.score_batch(&images)
-        })
-        .unwrap_or_else(|panic| Err(InferError::Panicked(panic.to_string())));
-        clock.add(Stage::Infer, t.elapsed());
-        for v in rows(metas, scores) {
-            if done.send_blocking(v).is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// One row per file of a batch: scored, or with the batch's inference error.
-fn rows(metas: Vec<FileMeta>, scores: Result<Vec<Vec<f32>>, InferError>) -> Vec<Verdict> {
-    match scores {
-        Ok(scores) => metas
-            .into_iter()
-            .zip(scores)
-            .map(|(meta, s)| Verdict::scored(meta, s))
-            .collect(),
-        Err(e) => {
-            tracing::warn!("{e}");
-            let msg = e.to_string();
-            metas
-                .into_iter()
-                .map(|meta| Verdict::failed(meta, Status::InferenceError, msg.clone()))
-                .collect()
-        }
-    }
-}
-
-fn collect(
-    input: Receiver<Verdict>,
-    mut sink: Box<dyn Sink>,
-    mut observer: Observer,
-    clock: &StageClock,
-    discovered: &AtomicU64,
-    table: Table,
-) -> Result<Summary, PipelineError> {
-    let mut summary = Summary::default();
-    let mut group = Vec::with_capacity(SINK_GROUP);
-    let flush = |group: &mut Vec<Verdict>, sink: &mut Box<dyn Sink>| {
-        let t = Instant::now();
-        let r = sink.write(group);
-        clock.add(Stage::Write, t.elapsed());
-        group.clear();
-        r
+    counts: &Counts,
+) -> Vec<JoinHandle<()>> {
+    let extent = if config.partial_decode {
+        decode::Extent::for_inputs(specs)
+    } else {
+        decode::Extent::Full
     };
-    // The collector runs on a blocking thread of the runtime, so it can wait on the channel with
-    // a deadline through the runtime's timer.
-    let rt = tokio::runtime::Handle::current();
-    loop {
-        let v = match rt.block_on(tokio::time::timeout(SINK_TICK, input.recv())) {
-            Ok(Ok(v)) => v,
-            Ok(Err(_)) => break,
-            Err(_) => {
-                sink.tick()?;
-                continue;
-            }
-        };
-        test_hooks::inject(test_hooks::Site::Collect, [v.meta.path.as_str()]);
-        summary.record(&table, &v);
-        observer(&v, discovered.load(Ordering::Relaxed));
-        group.push(v);
-        // Write when the group is full or nothing else is waiting, so rows reach the file
-        // promptly when files trickle in.
-        if group.len() >= SINK_GROUP || input.is_empty() {
-            flush(&mut group, &mut sink)?;
-        }
-    }
-    if !group.is_empty() {
-        flush(&mut group, &mut sink)?;
-    }
-    let t = Instant::now();
-    summary.output = sink.finish()?;
-    clock.add(Stage::Write, t.elapsed());
-    Ok(summary)
+    (0..config.decode_threads.max(1))
+        .map(|_| {
+            let (candidates, prepared, done) = (candidates.clone(), prepared.clone(), done.clone());
+            let (specs, counts) = (specs.to_vec(), counts.clone());
+            let settings = DecodeSettings {
+                limits: config.limits,
+                extent,
+                provenance: config.provenance.clone(),
+            };
+            tokio::task::spawn_blocking(move || {
+                let out = DecodeOutput {
+                    prepared: &prepared,
+                    done: &done,
+                    superseded: &counts.superseded,
+                };
+                decode_loop(&candidates, &out, &specs, &settings, &counts.clock)
+            })
+        })
+        .collect()
+}
+
+/// One thread per scorer, all taking batches from one channel, so a faster device takes more.
+fn spawn_scorers(
+    scorers: Vec<Box<dyn Scorer>>,
+    batches: Receiver<Vec<Prepared>>,
+    done: Sender<Verdict>,
+    counts: &Counts,
+) -> Vec<JoinHandle<()>> {
+    scorers
+        .into_iter()
+        .map(|mut scorer| {
+            let (batches, done, clock) = (batches.clone(), done.clone(), counts.clock.clone());
+            tokio::task::spawn_blocking(move || {
+                infer_loop(scorer.as_mut(), &batches, &done, &clock)
+            })
+        })
+        .collect()
 }
