@@ -668,3 +668,247 @@ fn half_sent_upload(addr: SocketAddr, name: &str) -> (TcpStream, Vec<u8>) {
     std::thread::sleep(Duration::from_millis(300));
     (stream, rest.to_vec())
 }
+
+/// Sends a request's head (with the given Host) and none of its body.
+fn send_head(addr: SocketAddr, host: &str, head_lines: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{head_lines}Host: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    stream
+}
+
+fn get_as(server: &Server, path: &str, host: &str, origin: Option<&str>) -> Response {
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    read_response(send_head(
+        server.addr,
+        host,
+        &format!("GET {path} HTTP/1.1\r\n{origin}"),
+    ))
+}
+
+#[test]
+fn stalled_clients_are_answered_408_and_free_their_slot() {
+    let server = Server::start(&["--max-concurrent", "1", "--read-timeout", "1"]);
+    // Headers that promise 10 MB, 1 KB of it, then nothing: the only slot is taken.
+    let (content_type, _) = multipart(&[]);
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled
+        .write_all(&head(
+            "POST",
+            "/v1/scan",
+            &[("Content-Type", &content_type)],
+            10_000_000,
+        ))
+        .unwrap();
+    write!(
+        stalled,
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.png\"\r\n\r\n"
+    )
+    .unwrap();
+    stalled.write_all(&[7u8; 1024]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Waits for the slot (--max-wait is 10 s): it is freed once the stalled body times out.
+    let png = image_bytes(50, 50, image::ImageFormat::Png);
+    let rows = server.upload(&[("after.png", &png)]).rows();
+    assert_eq!(rows[0]["status"], "ok");
+    let r = read_response(stalled);
+    assert_eq!(r.status, 408, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["limit"], "read_timeout");
+
+    // Half a header is answered 408 too; a connection that sends nothing is closed.
+    let mut half = TcpStream::connect(server.addr).unwrap();
+    half.write_all(b"POST /v1/scan HTTP/1.1\r\nHost: loc")
+        .unwrap();
+    let r = read_response(half);
+    assert_eq!(r.status, 408);
+    let mut silent = TcpStream::connect(server.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = Vec::new();
+    silent
+        .read_to_end(&mut got)
+        .expect("closed by the server, not left open");
+    assert!(got.is_empty());
+    assert_eq!(server.get("/healthz").status, 200);
+}
+
+#[test]
+fn connections_over_max_connections_are_refused_until_some_close() {
+    let server = Server::start(&["--max-connections", "2", "--read-timeout", "1"]);
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = send_head(server.addr, "localhost", "GET /healthz HTTP/1.1\r\n");
+    third
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = Vec::new();
+    // A 503, or a close (a reset if the request was not read): not an answer, nor a wait.
+    let _ = third.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 503"), "{got}");
+    if !got.is_empty() {
+        assert!(got.contains("max_connections"), "{got}");
+    }
+    // The idle ones are closed after --read-timeout, and their places are free again.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(server.get("/healthz").status, 200);
+    drop(idle);
+}
+
+#[test]
+fn a_client_still_sending_a_refused_body_reads_the_refusal() {
+    let server = Server::start(&["--max-concurrent", "1", "--max-wait", "0.5"]);
+    let (mut slow, rest) = half_sent_upload(server.addr, "slow.png");
+    // Larger than the socket buffers: the client is still writing when the 429 is sent, and
+    // like curl or requests reads the answer only once its body is out.
+    let body = vec![b'x'; 24 << 20];
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let (content_type, _) = multipart(&[]);
+    stream
+        .write_all(&head(
+            "POST",
+            "/v1/scan",
+            &[("Content-Type", &content_type)],
+            body.len(),
+        ))
+        .unwrap();
+    stream
+        .write_all(&body)
+        .expect("the server reads the refused body instead of resetting");
+    let busy = read_response(stream);
+    assert_eq!(busy.status, 429, "{}", String::from_utf8_lossy(&busy.body));
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(busy.json()["limit"], "max_concurrent");
+    slow.write_all(&rest).unwrap();
+    assert_eq!(read_response(slow).rows()[0]["status"], "ok");
+
+    // Declared over --max-upload-mb and sent anyway: the 413 is read as well.
+    let small = Server::start(&["--max-upload-mb", "1"]);
+    let body = vec![b'x'; 3 << 19];
+    let mut stream = TcpStream::connect(small.addr).unwrap();
+    stream
+        .write_all(&head(
+            "POST",
+            "/v1/scan",
+            &[("Content-Type", &content_type)],
+            body.len(),
+        ))
+        .unwrap();
+    stream.write_all(&body).unwrap();
+    let r = read_response(stream);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["limit"], "max_upload_mb");
+}
+
+#[test]
+fn foreign_hosts_and_origins_are_refused_unless_allowed() {
+    let server = Server::start(&[]);
+    let port = server.addr.port();
+    let local = format!("localhost:{port}");
+    let foreign = format!("evil.example:{port}");
+
+    let r = get_as(&server, "/v1/models", &foreign, None);
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["limit"], "allow_host");
+    assert!(r.json()["error"].as_str().unwrap().contains("evil.example"));
+    for host in [
+        local.as_str(),
+        &format!("127.0.0.1:{port}"),
+        &format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            get_as(&server, "/healthz", host, None).status,
+            200,
+            "{host}"
+        );
+    }
+
+    let same = format!("http://{local}");
+    assert_eq!(
+        get_as(&server, "/v1/models", &local, Some(&same)).status,
+        200
+    );
+    let r = get_as(&server, "/v1/models", &local, Some("http://evil.example"));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["limit"], "allow_origin");
+    let other_port = format!("http://localhost:{}", port.wrapping_add(1));
+    assert_eq!(get_as(&server, "/", &local, Some(&other_port)).status, 403);
+
+    // A form on another site posting an upload: refused, nothing scored.
+    let png = image_bytes(40, 40, image::ImageFormat::Png);
+    let (content_type, body) = multipart(&[("x.png", &png)]);
+    let r = request(
+        server.addr,
+        "POST",
+        "/v1/scan",
+        &[
+            ("Content-Type", &content_type),
+            ("Origin", "https://evil.example"),
+        ],
+        &body,
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.header("x-synthscan-batch").is_none());
+
+    let open = Server::start(&[
+        "--allow-host",
+        "evil.example",
+        "--allow-origin",
+        "https://evil.example",
+    ]);
+    let foreign = format!("evil.example:{}", open.addr.port());
+    let r = get_as(&open, "/v1/models", &foreign, Some("https://evil.example"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[test]
+fn formula_looking_names_are_neutralized_in_csv_and_exact_in_json_and_parquet() {
+    let server = Server::start(&[]);
+    let png = image_bytes(40, 40, image::ImageFormat::Png);
+    let names = ["=1+2.png", "@SUM(A1).png", "+x.png", "-y.png", "plain.png"];
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (*n, png.as_slice())).collect();
+    let response = server.upload(&files);
+    let batch = response.header("x-synthscan-batch").unwrap().to_string();
+    let rows = response.rows();
+    let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, names);
+
+    let csv = String::from_utf8(server.get(&format!("/v1/results/{batch}.csv")).body).unwrap();
+    let first: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        first,
+        [
+            "'=1+2.png",
+            "'@SUM(A1).png",
+            "'+x.png",
+            "'-y.png",
+            "plain.png"
+        ],
+        "{csv}"
+    );
+
+    let json = server.get(&format!("/v1/results/{batch}.json")).json();
+    assert_eq!(json[0]["path"], "=1+2.png");
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("d.parquet");
+    std::fs::write(
+        &pq,
+        server.get(&format!("/v1/results/{batch}.parquet")).body,
+    )
+    .unwrap();
+    let exact: Vec<String> = read_rows(&pq).into_iter().map(|r| r.path).collect();
+    assert_eq!(exact, names);
+}

@@ -49,6 +49,23 @@ pub struct ServeArgs {
     /// Requests, with a Retry-After header.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub max_wait: f64,
+    /// Seconds a client may take to send its request headers, and may pause while sending a
+    /// body, before it is answered 408 Request Timeout and its slot is freed. Also how long an
+    /// idle keep-alive connection stays open.
+    #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+    pub read_timeout: f64,
+    /// Connections held open at once (default: 8 × --max-concurrent); one more is answered 503
+    /// and closed at once.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Also serve requests whose Host header names NAME (a name, any port; or NAME:PORT),
+    /// e.g. the machine's name on the network or a proxy's; `*` allows any Host. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
+    /// Also serve requests sent by pages of ORIGIN (as browsers send it: https://tools.example
+    /// or http://host:port). Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
     /// Decode every JPEG at full size (see `scan --help`).
     #[arg(long)]
     pub full_decode: bool,
@@ -93,6 +110,21 @@ pub fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode> {
         keep: args.keep,
         max_batches: args.keep_batches,
         batch_ttl: Duration::from_secs(args.keep_minutes.saturating_mul(60)),
+        read_timeout: Duration::try_from_secs_f64(args.read_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                usage(format!(
+                    "--read-timeout {} is not a positive duration",
+                    args.read_timeout
+                ))
+            })?,
+        max_connections: args
+            .max_connections
+            .unwrap_or(args.max_concurrent.max(1).saturating_mul(8))
+            .max(1),
+        allow_hosts: args.allow_host,
+        allow_origins: args.allow_origin,
     };
     let pipeline = build_pipeline(run_config, quiet)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

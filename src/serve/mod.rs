@@ -9,6 +9,8 @@
 //! uploaded file is answered with exactly one row, with the same columns as `scan` writes.
 
 pub mod dispatch;
+pub mod guard;
+pub mod listen;
 pub mod results;
 pub mod upload;
 
@@ -20,18 +22,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::Semaphore;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutError};
 
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::sink::{self, Format};
 use crate::verdict::{Status, Table, Verdict};
 use dispatch::{Dispatcher, NamedFile};
+use guard::Guard;
+use listen::ListenLimits;
 use results::{Batch, Results};
 use upload::{UploadError, UploadLimits};
 
@@ -54,6 +60,13 @@ pub struct ServeConfig {
     pub keep: Option<PathBuf>,
     pub max_batches: usize,
     pub batch_ttl: Duration,
+    /// For the request headers and for each stretch of a body without progress (408).
+    pub read_timeout: Duration,
+    /// Connections held open at once; more are refused.
+    pub max_connections: usize,
+    /// `--allow-host` and `--allow-origin`: see [`guard`].
+    pub allow_hosts: Vec<String>,
+    pub allow_origins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +91,8 @@ struct App {
     results: Results,
     slots: Semaphore,
     slot_wait: Duration,
+    read_timeout: Duration,
+    guard: Guard,
     health: Health,
 }
 
@@ -144,16 +159,19 @@ pub async fn serve(
         results: Results::new(config.max_batches, config.batch_ttl),
         slots: Semaphore::new(config.upload_slots.max(1)),
         slot_wait: config.slot_wait,
+        read_timeout: config.read_timeout,
+        guard: Guard::new(config.bind.ip(), &config.allow_hosts, &config.allow_origins),
         health,
     });
+    let limits = ListenLimits {
+        read_timeout: config.read_timeout,
+        max_connections: config.max_connections,
+        // A refused body up to the largest one accepted is drained, with room for its headers.
+        linger_bytes: config.limits.max_body_bytes.saturating_add(1 << 20),
+    };
     let router = router(app, config.limits.max_body_bytes);
     on_listen(listener.local_addr()?);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    listen::serve(listener, router, limits, shutdown).await;
     let summary = pipeline
         .await
         .map_err(|e| PipelineError::Join(e.to_string()))??;
@@ -162,6 +180,7 @@ pub async fn serve(
 }
 
 fn router(app: Arc<App>, max_body: u64) -> Router {
+    let read_timeout = app.read_timeout;
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(healthz))
@@ -173,7 +192,24 @@ fn router(app: Arc<App>, max_body: u64) -> Router {
             )),
         )
         .route("/v1/results/{file}", get(result_file))
+        .layer(RequestBodyTimeoutLayer::new(read_timeout))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
+}
+
+/// Refuses, before any handler runs, a request for another Host or from another site's page.
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    match app.guard.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::warn!("refused {} {}: {refusal}", request.method(), request.uri());
+            ApiError {
+                limit: Some(refusal.flag()),
+                ..ApiError::new(StatusCode::FORBIDDEN, refusal.to_string())
+            }
+            .into_response()
+        }
+    }
 }
 
 fn models_json(pipeline: &Pipeline, table: &Table) -> serde_json::Value {
@@ -273,6 +309,15 @@ impl IntoResponse for ApiError {
 
 impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
+        if timed_out(&e) {
+            return ApiError {
+                limit: Some("read_timeout"),
+                ..ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body stopped arriving for longer than --read-timeout",
+                )
+            };
+        }
         match &e {
             UploadError::TooManyFiles(_) => ApiError::limit("max_files", e.to_string()),
             UploadError::TooMuchUnzipped(_) => ApiError::limit("max_unzipped_mb", e.to_string()),
@@ -282,6 +327,19 @@ impl From<UploadError> for ApiError {
             UploadError::Multipart(m) => ApiError::new(m.status(), format!("bad upload: {m}")),
         }
     }
+}
+
+/// Whether reading the body failed because the client stopped sending: the timeout is deep in
+/// the chain of errors (multipart, body limit, body).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.is::<TimeoutError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 async fn scan(
