@@ -574,6 +574,11 @@ fn a_full_disk_fails_the_scan_naming_the_file_and_leaves_no_temporary_file() {
             stderr.contains(&*out.to_string_lossy()) && stderr.contains("No space left on device"),
             "{ext}: {stderr}"
         );
+        assert_eq!(
+            stderr.matches("No space left on device").count(),
+            1,
+            "{ext}: {stderr}"
+        );
         assert_eq!(partials(disk.path()), Vec::<String>::new(), "{ext}");
         assert!(!out.exists(), "{ext}");
     }

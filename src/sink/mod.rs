@@ -248,7 +248,14 @@ impl PendingFile {
             source,
         };
         if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::create_dir_all(dir).map_err(|e| match e.kind() {
+                // What mkdir says of a file in the folder's place ("File exists") misleads.
+                std::io::ErrorKind::AlreadyExists => io(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is a file, not a folder", dir.display()),
+                )),
+                _ => io(e),
+            })?;
         }
         let file = File::create(&tmp).map_err(io)?;
         Ok((
@@ -359,6 +366,7 @@ mod tests {
         let target = file.join("v.parquet");
         let e = check_writable(&target).unwrap_err().to_string();
         assert!(e.contains(&*target.to_string_lossy()), "{e}");
+        assert!(e.contains("is a file, not a folder"), "{e}");
         let e = check_writable(dir.path()).unwrap_err().to_string();
         assert!(e.contains("is a folder"), "{e}");
         check_writable(&dir.path().join("sub/v.parquet")).unwrap();
