@@ -495,3 +495,142 @@ fn models_lists_every_manifest_in_aligned_columns() {
     assert_eq!(row(long).find("9.8.7"), Some(column), "{text}");
     assert_eq!(row("tiny-cnn ").find("0.0.1"), Some(column), "{text}");
 }
+
+/// A small tmpfs mounted on a fresh folder for the test's life; `None` (with the reason printed)
+/// where mounting is not allowed (not root, no mount namespace).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(options: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let run = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match run {
+            Ok(r) if r.status.success() => Some(Tmpfs { dir }),
+            Ok(r) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs ({})",
+                    String::from_utf8_lossy(&r.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount ({e})");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn partials(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect()
+}
+
+#[test]
+fn a_full_disk_fails_the_scan_naming_the_file_and_leaves_no_temporary_file() {
+    let Some(disk) = Tmpfs::mount("size=256k") else {
+        return;
+    };
+    let input = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        write_image(
+            &input.path().join(format!("{i}.png")),
+            40 + i * 10,
+            30,
+            image::ImageFormat::Png,
+        );
+    }
+    // Fill the disk, so that the first bytes of output find no room.
+    let mut filler = std::fs::File::create(disk.path().join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+    for ext in ["parquet", "csv", "jsonl"] {
+        let out = disk.path().join(format!("v.{ext}"));
+        let run = synthscan(&["scan", input.path().to_str().unwrap(), "--out"])
+            .arg(&out)
+            .args(tiny_model())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{ext}: {stderr}");
+        assert!(
+            stderr.contains(&*out.to_string_lossy()) && stderr.contains("No space left on device"),
+            "{ext}: {stderr}"
+        );
+        assert_eq!(
+            stderr.matches("No space left on device").count(),
+            1,
+            "{ext}: {stderr}"
+        );
+        assert_eq!(partials(disk.path()), Vec::<String>::new(), "{ext}");
+        assert!(!out.exists(), "{ext}");
+    }
+}
+
+#[test]
+fn an_unwritable_out_is_refused_at_start_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    write_image(&input.join("a.png"), 40, 30, image::ImageFormat::Png);
+    let not_a_folder = dir.path().join("a-file");
+    std::fs::write(&not_a_folder, b"x").unwrap();
+    let refused = |cmd: &mut std::process::Command, out: &Path| {
+        let run = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&*out.to_string_lossy()), "{stderr}");
+    };
+    let i = input.to_str().unwrap();
+    let under_a_file = not_a_folder.join("v.parquet");
+    refused(
+        synthscan(&["scan", i, "--out"])
+            .arg(&under_a_file)
+            .args(tiny_model()),
+        &under_a_file,
+    );
+    refused(
+        synthscan(&["watch", i, "--out"])
+            .arg(&under_a_file)
+            .args(tiny_model()),
+        &under_a_file,
+    );
+    // Read-only even for root.
+    if let Some(ro) = Tmpfs::mount("ro,size=64k") {
+        let out = ro.path().join("v.csv");
+        refused(
+            synthscan(&["scan", i, "--out"])
+                .arg(&out)
+                .args(tiny_model()),
+            &out,
+        );
+        let out = ro.path().join("parts");
+        refused(
+            synthscan(&["watch", i, "--out"])
+                .arg(&out)
+                .args(tiny_model()),
+            &out,
+        );
+    }
+}

@@ -511,3 +511,102 @@ fn a_file_rewritten_while_being_scored_ends_with_one_row_for_its_final_content()
     assert_eq!(row.width, Some(80), "{row:?}");
     assert!(log.contains("changed while it was read"), "{log}");
 }
+
+/// Each row's path as the file system's bytes: `path_bytes` where the row has them, else `path`.
+fn dataset_path_bytes(out: &Path) -> Vec<Vec<u8>> {
+    use arrow::array::{Array, AsArray};
+    let mut paths = Vec::new();
+    for e in std::fs::read_dir(out).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("part-") && name.ends_with(".parquet")) {
+            continue;
+        }
+        let b = common::read_batch(&out.join(name));
+        let text = b.column_by_name("path").unwrap().as_string::<i32>();
+        let bytes = b.column_by_name("path_bytes").unwrap().as_binary::<i32>();
+        for i in 0..b.num_rows() {
+            paths.push(if bytes.is_valid(i) {
+                bytes.value(i).to_vec()
+            } else {
+                text.value(i).as_bytes().to_vec()
+            });
+        }
+    }
+    paths.sort();
+    paths
+}
+
+#[test]
+fn names_that_are_not_utf8_get_one_row_each_across_restarts() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, log) = folders(dir.path());
+    let names: [&[u8]; 3] = [b"solo_\xfa.png", b"twin_\xfa.png", b"twin_\xfb.png"];
+    // The twins are one name as lossy text; same bytes and time, so only the name tells them
+    // apart.
+    let when = std::time::SystemTime::now() - Duration::from_secs(60);
+    for name in names {
+        let p = input.join(OsStr::from_bytes(name));
+        std::fs::write(&p, png(1)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+    let root = input.canonicalize().unwrap();
+    let mut expected: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            root.join(OsStr::from_bytes(n))
+                .as_os_str()
+                .as_bytes()
+                .to_vec()
+        })
+        .collect();
+    expected.sort();
+    for run in 0..3 {
+        let w = Watcher::start(&[&input], &out, &log, &[]);
+        if run == 0 {
+            wait_rows(&out, 3, Duration::from_secs(60), &w);
+        }
+        let text = w.terminate();
+        assert_eq!(
+            dataset_path_bytes(&out),
+            expected,
+            "after run {run}\n{text}"
+        );
+    }
+    assert!(dataset(&out).iter().all(|r| r.status == "ok"));
+}
+
+#[test]
+fn hard_links_and_symlinks_made_in_a_watched_folder_are_scored_after_settling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, log) = folders(dir.path());
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    for i in 0..2 {
+        std::fs::write(elsewhere.join(format!("{i}.png")), png(i)).unwrap();
+    }
+    // Nothing ever write-closes these names, so a watcher waiting for that close would hold
+    // them for its whole close patience (20 settle intervals, 20 s here).
+    let w = Watcher::start(&[&input], &out, &log, &["--settle", "1"]);
+    let t = Instant::now();
+    std::fs::hard_link(elsewhere.join("0.png"), input.join("hard.png")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("1.png"), input.join("soft.png")).unwrap();
+    let rows = wait_rows(&out, 2, Duration::from_secs(10), &w);
+    let waited = t.elapsed();
+    let text = w.terminate();
+    let mut names: Vec<&str> = rows
+        .iter()
+        .map(|r| r.path.rsplit('/').next().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["hard.png", "soft.png"], "{text}");
+    assert!(rows.iter().all(|r| r.status == "ok"), "{rows:?}");
+    // Settling is still waited for: not scored on the event itself.
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+}

@@ -104,6 +104,7 @@ pub fn run(args: CalibrateArgs, quiet: bool) -> Result<ExitCode> {
         .walk
         .options(set.roots.iter().map(|r| r.path.clone()).collect());
     let source: Source = Box::new(move |emit| walk::walk(&walk_opts, emit));
+    sink::check_writable(&args.out).map_err(usage)?;
     let pipeline = build_pipeline(config, quiet)?;
     let precision = pipeline.columns()[0].precision.clone();
 

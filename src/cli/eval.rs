@@ -87,6 +87,9 @@ pub fn run(args: EvalArgs, quiet: bool) -> Result<ExitCode> {
 /// Scores the labelled set with the pipeline, exactly as `scan` would, and evaluates the rows.
 fn score(args: &EvalArgs, config: RunConfig, quiet: bool) -> Result<(evaluate::Evaluation, bool)> {
     let set = LabelledSet::discover(&args.paths).map_err(usage)?;
+    if let Some(out) = &args.out {
+        sink::check_writable(out).map_err(usage)?;
+    }
     let walk_opts = args
         .walk
         .options(set.roots.iter().map(|r| r.path.clone()).collect());

@@ -413,10 +413,24 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(e.downcast_ref::<UsageError>().map_or(1, |_| 2))
         }
     }
+}
+
+/// The error and its causes, as `{:#}` writes them, less a cause that the error before it
+/// already ends with: most errors here name their cause in their own message.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// A problem the user can fix before any work starts: exit code 2.

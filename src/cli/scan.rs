@@ -68,6 +68,8 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
         )),
         None => args.out.clone(),
     };
+    // Found now rather than when the first rows are written, after the whole scan.
+    sink::check_writable(&out).map_err(usage)?;
     let config = RunConfig::resolve(&args.model, &args.thresholds, &args.pipeline)?;
     let mut walk_opts = args.walk.options(args.paths.clone());
     walk_opts.shard = args.shard;

@@ -16,6 +16,7 @@ use super::{
     ThresholdOptions, WalkArgs,
 };
 use crate::pipeline::{Observer, Source};
+use crate::sink;
 use crate::sink::lock::{self, LockError};
 use crate::sink::rolling::{self, RollPolicy, RollingSink};
 use crate::source::watch::{self, read_ledger, WatchOptions};
@@ -89,7 +90,7 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
     let stats_interval = seconds("stats-interval", args.stats_interval)?;
 
     std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+        .map_err(|e| usage(format!("cannot create {}: {e}", args.out.display())))?;
     let out = args
         .out
         .canonicalize()
@@ -106,6 +107,8 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
             None
         }
     };
+    // A folder that cannot take a part is refused now, not when the first part is written.
+    sink::check_writable(&out.join(rolling::PROBE_NAME)).map_err(usage)?;
     let stale = rolling::remove_stale_partials(&out)?;
     if stale > 0 {
         tracing::info!("removed {stale} unfinished part(s) left by an earlier run");

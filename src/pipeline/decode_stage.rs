@@ -72,7 +72,7 @@ fn prepare(
     specs: &[InputSpec],
     clock: &StageClock,
 ) -> Decoded {
-    let mut meta = FileMeta::new(candidate.path.to_string_lossy().into_owned());
+    let mut meta = FileMeta::of_path(&candidate.path);
     meta.ticket = candidate.content.as_ref().map(|upload| upload.ticket);
     if let Some(defect) = candidate.defect {
         return Decoded::Done(Verdict::failed(meta, defect.status, defect.message));

@@ -16,6 +16,9 @@ use crate::verdict::{now_ms, Table, Verdict};
 
 const PART_PREFIX: &str = "part-";
 const PART_SUFFIX: &str = ".parquet";
+/// A part name that is never written, only checked for: its temporary file is one that
+/// [`remove_stale_partials`] removes, should a check ever leave it.
+pub const PROBE_NAME: &str = "part-check.parquet";
 
 /// When a part is finalized.
 #[derive(Debug, Clone, Copy)]

@@ -4,12 +4,13 @@
 //! in it: they follow from the scores and the thresholds, which [`Table`] knows, so that a row is
 //! turned into columns the same way by every sink.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float32Builder, StringBuilder, TimestampMillisecondBuilder,
-    UInt32Builder, UInt64Builder, UInt8Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float32Builder, StringBuilder,
+    TimestampMillisecondBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -76,6 +77,9 @@ impl std::fmt::Display for Status {
 pub struct FileMeta {
     /// The path as given by the source; lossy UTF-8 for names that are not valid UTF-8.
     pub path: String,
+    /// The path's bytes as the file system gave them, only when they are not valid UTF-8 (so
+    /// that `path` lost some): with them two names that differ only in invalid bytes stay two.
+    pub path_bytes: Option<Vec<u8>>,
     pub size_bytes: Option<u64>,
     /// Modification time, milliseconds since the Unix epoch.
     pub modified_ms: Option<i64>,
@@ -103,6 +107,37 @@ impl FileMeta {
             ..FileMeta::default()
         }
     }
+
+    /// The meta of a file on disk: its path as text, and as bytes where the text is lossy.
+    pub fn of_path(path: &Path) -> Self {
+        FileMeta {
+            path_bytes: path_bytes(path),
+            ..FileMeta::new(path.to_string_lossy().into_owned())
+        }
+    }
+}
+
+/// A path's bytes when it is not valid UTF-8, for the `path_bytes` column; `None` otherwise (and
+/// off Unix, where paths are not byte strings).
+pub fn path_bytes(path: &Path) -> Option<Vec<u8>> {
+    #[cfg(unix)]
+    if path.to_str().is_none() {
+        use std::os::unix::ffi::OsStrExt;
+        return Some(path.as_os_str().as_bytes().to_vec());
+    }
+    let _ = path;
+    None
+}
+
+/// The path a row names: its `path_bytes` where present (and on Unix), else its `path` text.
+pub fn row_path(text: &str, bytes: Option<&[u8]>) -> PathBuf {
+    #[cfg(unix)]
+    if let Some(bytes) = bytes {
+        use std::os::unix::ffi::OsStrExt;
+        return PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
+    }
+    let _ = bytes;
+    PathBuf::from(text)
 }
 
 /// One row of output.
@@ -184,6 +219,7 @@ impl ModelColumn {
 /// against the schema of [`Table::new`].
 pub mod column {
     pub const PATH: &str = "path";
+    pub const PATH_BYTES: &str = "path_bytes";
     pub const SIZE_BYTES: &str = "size_bytes";
     pub const MODIFIED: &str = "modified";
     pub const FORMAT: &str = "format";
@@ -241,6 +277,8 @@ impl Table {
             Field::new("models", DataType::Utf8, false),
             Field::new("precision", DataType::Utf8, false),
             Field::new("scanned_at", ts(), false),
+            // Last, so that the columns before it keep their places for positional readers.
+            Field::new("path_bytes", DataType::Binary, true),
         ]);
         Table {
             models,
@@ -307,6 +345,7 @@ impl Table {
     pub fn to_record_batch(&self, rows: &[Verdict]) -> Result<RecordBatch, ArrowError> {
         let n = rows.len();
         let mut path = StringBuilder::with_capacity(n, n * 64);
+        let mut path_bytes = BinaryBuilder::new();
         let mut size = UInt64Builder::with_capacity(n);
         let mut modified = TimestampMillisecondBuilder::with_capacity(n).with_timezone("+00:00");
         let mut hash = StringBuilder::with_capacity(n, n * 64);
@@ -343,6 +382,7 @@ impl Table {
         for v in rows {
             let m = &v.meta;
             path.append_value(&m.path);
+            path_bytes.append_option(m.path_bytes.as_deref());
             size.append_option(m.size_bytes);
             modified.append_option(m.modified_ms);
             hash.append_option(m.blake3.as_deref());
@@ -387,7 +427,7 @@ impl Table {
             columns.push(Arc::new(s.finish()));
             columns.push(Arc::new(l.finish()));
         }
-        columns.extend::<[ArrayRef; 13]>([
+        columns.extend::<[ArrayRef; 14]>([
             Arc::new(score.finish()),
             Arc::new(label.finish()),
             Arc::new(basis.finish()),
@@ -401,6 +441,7 @@ impl Table {
             Arc::new(models.finish()),
             Arc::new(precision.finish()),
             Arc::new(scanned.finish()),
+            Arc::new(path_bytes.finish()),
         ]);
         RecordBatch::try_new(self.schema.clone(), columns)
     }
@@ -445,12 +486,40 @@ mod tests {
     }
 
     #[test]
+    fn path_bytes_are_kept_only_where_the_text_is_lossy() {
+        let plain = FileMeta::of_path(Path::new("/in/caf\u{e9}.jpg"));
+        assert_eq!(plain.path, "/in/caf\u{e9}.jpg");
+        assert_eq!(plain.path_bytes, None);
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let raw = Path::new(std::ffi::OsStr::from_bytes(b"/in/caf\xe9.jpg"));
+            let meta = FileMeta::of_path(raw);
+            assert_eq!(meta.path, "/in/caf\u{fffd}.jpg");
+            assert_eq!(meta.path_bytes.as_deref(), Some(&b"/in/caf\xe9.jpg"[..]));
+            assert_eq!(row_path(&meta.path, meta.path_bytes.as_deref()), raw);
+            let table = Table::new(vec![model("a", 0.5)]);
+            let batch = table
+                .to_record_batch(&[
+                    Verdict::scored(meta, vec![0.1]),
+                    Verdict::scored(plain, vec![0.1]),
+                ])
+                .unwrap();
+            let col = batch.column_by_name(column::PATH_BYTES).unwrap();
+            let col = col.as_binary::<i32>();
+            assert_eq!(col.value(0), b"/in/caf\xe9.jpg");
+            assert!(col.is_null(1));
+        }
+    }
+
+    #[test]
     fn the_exported_column_names_are_in_the_schema() {
         let m = model("a-b", 0.5);
         let table = Table::new(vec![m.clone()]);
         let schema = table.schema();
         let named = [
             column::PATH,
+            column::PATH_BYTES,
             column::SIZE_BYTES,
             column::MODIFIED,
             column::FORMAT,

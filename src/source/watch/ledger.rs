@@ -1,11 +1,15 @@
 //! File identity for `watch`: which file versions already have a row. A file's identity is its
-//! path, size and modification time ([`FileKey`]), as its verdict row records them. The ledger
+//! path, size and modification time ([`FileKey`]), as its verdict row records them. The path is
+//! compared as the file system's bytes, not as text: a name that is not valid UTF-8 is read back
+//! from the `path_bytes` column (parts written before that column existed fall back to `path`,
+//! so such a name is scored once more after an upgrade). The ledger
 //! is rebuilt at start from the finalized parts of the output folder, and grows as files are
 //! handed on; it keeps one version per path, so it is bounded by the files being watched, not
 //! by the history of the folder.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{TimestampMillisecondType, UInt64Type};
@@ -14,13 +18,14 @@ use parquet::arrow::ProjectionMask;
 
 use crate::sink::rolling::is_part_name;
 use crate::sink::SinkError;
-use crate::verdict::{column, to_ms};
+use crate::verdict::{column, row_path, to_ms};
 
-/// A scored file's identity, as its verdict row records it (`path`, `size_bytes`, `modified`).
-/// Size and time are absent for candidates that were never a readable regular file.
+/// A scored file's identity, as its verdict row records it (`path` or `path_bytes`,
+/// `size_bytes`, `modified`). Size and time are absent for candidates that were never a readable
+/// regular file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FileKey {
-    pub path: String,
+    pub path: PathBuf,
     pub size: Option<u64>,
     pub modified_ms: Option<i64>,
 }
@@ -29,7 +34,7 @@ impl FileKey {
     pub fn of(path: &Path, md: Option<&std::fs::Metadata>) -> Self {
         let md = md.filter(|m| m.is_file());
         FileKey {
-            path: path.to_string_lossy().into_owned(),
+            path: path.to_path_buf(),
             size: md.map(|m| m.len()),
             modified_ms: md.and_then(|m| m.modified().ok()).map(to_ms),
         }
@@ -40,8 +45,9 @@ impl FileKey {
 /// holds several (a file changed, and was scored again).
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    // Ordered by path, so that everything under a removed folder is one range.
-    versions: BTreeMap<String, (Option<u64>, Option<i64>)>,
+    // Ordered by path, component by component, so that everything under a removed folder is
+    // one range right after it.
+    versions: BTreeMap<PathBuf, (Option<u64>, Option<i64>)>,
 }
 
 impl Ledger {
@@ -67,13 +73,10 @@ impl Ledger {
     /// Forgets a path that is gone (removed, or renamed away) and, for a folder, every path
     /// under it: a file that comes back is new.
     pub fn forget(&mut self, path: &Path) {
-        let path = path.to_string_lossy();
-        self.versions.remove(path.as_ref());
-        let folder = format!("{}/", path.trim_end_matches('/'));
-        let under: Vec<String> = self
+        let under: Vec<PathBuf> = self
             .versions
-            .range(folder.clone()..)
-            .take_while(|(p, _)| p.starts_with(&folder))
+            .range::<Path, _>((Bound::Included(path), Bound::Unbounded))
+            .take_while(|(p, _)| p.starts_with(path))
             .map(|(p, _)| p.clone())
             .collect();
         for p in under {
@@ -82,7 +85,7 @@ impl Ledger {
     }
 
     /// Keeps only the paths `keep` accepts (those that still exist, after the first walk).
-    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&Path) -> bool) {
         self.versions.retain(|p, _| keep(p));
     }
 
@@ -133,7 +136,12 @@ fn read_part_keys(path: &Path, ledger: &mut Ledger) -> Result<(), SinkError> {
     })?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| encode(e.to_string()))?;
-    let wanted = [column::PATH, column::SIZE_BYTES, column::MODIFIED];
+    let wanted = [
+        column::PATH,
+        column::PATH_BYTES,
+        column::SIZE_BYTES,
+        column::MODIFIED,
+    ];
     let schema = builder.parquet_schema();
     let indices: Vec<usize> = (0..schema.num_columns())
         .filter(|&i| wanted.contains(&schema.column(i).name()))
@@ -156,6 +164,14 @@ fn read_part_keys(path: &Path, ledger: &mut Ledger) -> Result<(), SinkError> {
             column(column::SIZE_BYTES)?,
             column(column::MODIFIED)?,
         );
+        let bytes = batch.column_by_name(column::PATH_BYTES).cloned();
+        let bytes = match &bytes {
+            Some(b) => Some(
+                b.as_binary_opt::<i32>()
+                    .ok_or_else(|| encode("path_bytes is not binary".into()))?,
+            ),
+            None => None,
+        };
         let (p, s, m) = (
             p.as_string_opt::<i32>()
                 .ok_or_else(|| encode("path is not text".into()))?,
@@ -166,7 +182,10 @@ fn read_part_keys(path: &Path, ledger: &mut Ledger) -> Result<(), SinkError> {
         );
         for i in 0..batch.num_rows() {
             ledger.insert_newest(FileKey {
-                path: p.value(i).to_string(),
+                path: row_path(
+                    p.value(i),
+                    bytes.filter(|b| b.is_valid(i)).map(|b| b.value(i)),
+                ),
                 size: s.is_valid(i).then(|| s.value(i)),
                 modified_ms: m.is_valid(i).then(|| m.value(i)),
             });
@@ -222,6 +241,81 @@ mod tests {
         assert!(ledger.contains(&key("/in/3.png", 103, 5_000)));
         assert!(!ledger.contains(&key("/in/3.png", 103, 1_003)));
         assert!(ledger.contains(&key("/in/9.png", 109, 1_009)));
+    }
+
+    fn one_model() -> Table {
+        Table::new(vec![ModelColumn {
+            name: "m".into(),
+            version: "1".into(),
+            threshold: 0.5,
+            precision: "fp32".into(),
+        }])
+    }
+
+    fn scored_row(path: &Path) -> Verdict {
+        let mut meta = FileMeta::of_path(path);
+        meta.size_bytes = Some(7);
+        meta.modified_ms = Some(1_000);
+        Verdict::scored(meta, vec![0.25])
+    }
+
+    fn file_key(path: &Path) -> FileKey {
+        FileKey {
+            path: path.to_path_buf(),
+            size: Some(7),
+            modified_ms: Some(1_000),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn names_that_differ_only_in_invalid_bytes_are_two_files_when_read_back() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = |b: &[u8]| Path::new(OsStr::from_bytes(b)).to_path_buf();
+        let solo = path(b"/in/solo_\xfa.jpg");
+        // Both are "/in/twin_\u{fffd}.jpg" as lossy text.
+        let twins = [path(b"/in/twin_\xfa.jpg"), path(b"/in/twin_\xfb.jpg")];
+        let policy = RollPolicy {
+            max_rows: 100,
+            max_age: std::time::Duration::from_secs(60),
+        };
+        let mut sink = Box::new(RollingSink::create(dir.path(), one_model(), policy).unwrap());
+        let rows: Vec<Verdict> = [&solo, &twins[0], &twins[1]]
+            .into_iter()
+            .map(|p| scored_row(p))
+            .collect();
+        sink.write(&rows).unwrap();
+        sink.finish().unwrap();
+
+        let (ledger, _) = read_ledger(dir.path()).unwrap();
+        assert_eq!(ledger.len(), 3);
+        for p in [&solo, &twins[0], &twins[1]] {
+            assert!(ledger.contains(&file_key(p)), "{p:?}");
+        }
+        assert!(!ledger.contains(&file_key(&path(b"/in/twin_\xfc.jpg"))));
+    }
+
+    #[test]
+    fn parts_written_before_the_path_bytes_column_are_read_by_their_path_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = one_model();
+        let batch = table
+            .to_record_batch(&[scored_row(Path::new("/in/old.jpg"))])
+            .unwrap();
+        let without: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| batch.schema().field(i).name() != column::PATH_BYTES)
+            .collect();
+        let old = batch.project(&without).unwrap();
+        let file = std::fs::File::create(dir.path().join("part-1-000000.parquet")).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, old.schema(), None).unwrap();
+        writer.write(&old).unwrap();
+        writer.close().unwrap();
+
+        let (ledger, parts) = read_ledger(dir.path()).unwrap();
+        assert_eq!((parts, ledger.len()), (1, 1));
+        assert!(ledger.contains(&file_key(Path::new("/in/old.jpg"))));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Complete means: on Linux, where inotify reports close-after-write, a file we saw being written
 //! is ready once it is closed, and a file moved in by rename is ready at once (a rename is
-//! atomic). Otherwise (files found by walking, a platform without close events, polling) a file
+//! atomic). A name made by a hard link or a symlink was never opened for writing, so no close
+//! will come: it follows the settle rule. Otherwise (files found by walking, a platform without close events, polling) a file
 //! is ready once its size and modification time have not changed for the settle interval. Bursts
 //! of events for one path are merged: a path is looked at only after it has been quiet for a
 //! short debounce.
@@ -89,7 +90,7 @@ pub fn watch(
     let found = w.rescan();
     // Versions of files that are gone need no remembering: a file that comes back is new.
     let pending = &w.pending;
-    w.scored.retain(|p| pending.contains_key(Path::new(p)));
+    w.scored.retain(|p| pending.contains_key(p));
     if !w.check_pending(emit) {
         return;
     }
@@ -250,8 +251,7 @@ impl State<'_> {
             }
             match ev.kind {
                 EventKind::Create(CreateKind::Folder) => self.walk_into(path),
-                // A new file is being written until it is closed.
-                EventKind::Create(_) => self.touch(path, now, true),
+                EventKind::Create(_) => self.created(path, now),
                 EventKind::Modify(ModifyKind::Name(RenameMode::From)) => self.forget(path),
                 EventKind::Modify(ModifyKind::Name(RenameMode::To)) => self.renamed_in(path, now),
                 // From and To came as their own events.
@@ -290,6 +290,17 @@ impl State<'_> {
             .entry(path.to_path_buf())
             .or_insert_with(|| Pending::new(Readiness::Settling, now))
             .touched(now, wrote, self.close_events);
+    }
+
+    /// A new file is being written until it is closed, unless its name was made by link(2) or
+    /// symlink(2): no writer opened it by that name, so no close-write will ever be reported
+    /// for it, and waiting for one would hold it for the whole close patience. Such a name
+    /// settles instead, which still holds back a file that is being written under another name.
+    fn created(&mut self, path: &Path, now: Instant) {
+        let linked = path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink() || (m.is_file() && hard_links(&m) > 1));
+        self.touch(path, now, !linked);
     }
 
     /// A rename is atomic: whatever arrives by one is complete.
@@ -438,4 +449,14 @@ impl State<'_> {
     fn has_image_extension(&self, path: &Path) -> bool {
         self.opts.walk.has_image_extension(path)
     }
+}
+
+#[cfg(unix)]
+fn hard_links(md: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::nlink(md)
+}
+
+#[cfg(not(unix))]
+fn hard_links(_md: &std::fs::Metadata) -> u64 {
+    1
 }
