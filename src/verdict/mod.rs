@@ -1,26 +1,21 @@
 //! The verdict row: the one contract that every sink and every reader shares.
 //!
-//! A [`Verdict`] holds what the pipeline learned about one candidate file. Labels are not stored
-//! in it: they follow from the scores and the thresholds, which [`Table`] knows, so that a row is
-//! turned into columns the same way by every sink.
+//! A [`Verdict`] holds what the pipeline learned about one candidate file, with its [`Status`].
+//! Labels are not stored in it: they follow from the scores and the thresholds ([`label`]),
+//! which [`Table`] knows, so that a row is turned into columns the same way by every sink
+//! ([`table`]: the schema and its encoder).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float32Builder, StringBuilder,
-    TimestampMillisecondBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
-};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::error::ArrowError;
-use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
 use crate::provenance::Provenance;
 pub use label::{Basis, Label};
+pub use table::{column, Table};
 
 pub mod label;
+pub mod table;
 
 /// What happened to a file. Every candidate ends with exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -211,239 +206,6 @@ impl ModelColumn {
     /// The name of this model's label column.
     pub fn label_column(&self) -> String {
         format!("{}{}", column::LABEL_PREFIX, self.column_stem())
-    }
-}
-
-/// The names of the columns that readers of a verdict dataset look up (the watch ledger,
-/// `report`, the API's model list), so that they are spelled in one place; a test checks them
-/// against the schema of [`Table::new`].
-pub mod column {
-    pub const PATH: &str = "path";
-    pub const PATH_BYTES: &str = "path_bytes";
-    pub const SIZE_BYTES: &str = "size_bytes";
-    pub const MODIFIED: &str = "modified";
-    pub const FORMAT: &str = "format";
-    pub const JPEG_QUALITY: &str = "jpeg_quality";
-    pub const LABEL: &str = "label";
-    pub const PROVENANCE: &str = "provenance";
-    pub const PROVENANCE_AI: &str = "provenance_ai";
-    pub const STATUS: &str = "status";
-    pub const SCANNED_AT: &str = "scanned_at";
-    /// Before a model's column stem: its score column.
-    pub const SCORE_PREFIX: &str = "score_";
-    /// Before a model's column stem: its label column.
-    pub const LABEL_PREFIX: &str = "label_";
-}
-
-/// The columns of a verdict dataset for a given set of models.
-#[derive(Debug, Clone)]
-pub struct Table {
-    models: Vec<ModelColumn>,
-    schema: SchemaRef,
-    /// Key-value pairs describing the run, for formats that carry them (Parquet); see
-    /// [`crate::pipeline::run_metadata`].
-    metadata: Vec<(String, String)>,
-}
-
-impl Table {
-    pub fn new(models: Vec<ModelColumn>) -> Self {
-        let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into()));
-        let mut fields = vec![
-            Field::new("path", DataType::Utf8, false),
-            Field::new("size_bytes", DataType::UInt64, true),
-            Field::new("modified", ts(), true),
-            Field::new("blake3", DataType::Utf8, true),
-            Field::new("format", DataType::Utf8, true),
-            Field::new("width", DataType::UInt32, true),
-            Field::new("height", DataType::UInt32, true),
-            Field::new("jpeg_quality", DataType::UInt8, true),
-        ];
-        for m in &models {
-            let stem = m.column_stem();
-            fields.push(Field::new(format!("score_{stem}"), DataType::Float32, true));
-            fields.push(Field::new(format!("label_{stem}"), DataType::Utf8, true));
-        }
-        fields.extend([
-            Field::new("score", DataType::Float32, true),
-            Field::new("label", DataType::Utf8, true),
-            Field::new("basis", DataType::Utf8, true),
-            Field::new("provenance", DataType::Utf8, true),
-            Field::new("provenance_generator", DataType::Utf8, true),
-            Field::new("provenance_ai", DataType::Boolean, true),
-            Field::new("c2pa_state", DataType::Utf8, true),
-            Field::new("provenance_error", DataType::Utf8, true),
-            Field::new("status", DataType::Utf8, false),
-            Field::new("error", DataType::Utf8, true),
-            Field::new("models", DataType::Utf8, false),
-            Field::new("precision", DataType::Utf8, false),
-            Field::new("scanned_at", ts(), false),
-            // Last, so that the columns before it keep their places for positional readers.
-            Field::new("path_bytes", DataType::Binary, true),
-        ]);
-        Table {
-            models,
-            schema: Arc::new(Schema::new(fields)),
-            metadata: Vec::new(),
-        }
-    }
-
-    pub fn with_metadata(mut self, metadata: Vec<(String, String)>) -> Self {
-        self.metadata = metadata;
-        self
-    }
-
-    pub fn metadata(&self) -> &[(String, String)] {
-        &self.metadata
-    }
-
-    pub fn models(&self) -> &[ModelColumn] {
-        &self.models
-    }
-
-    pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    /// The combined score: the mean of the models' scores. With one model it is that model's.
-    pub fn combined_score(&self, v: &Verdict) -> Option<f32> {
-        let scores: Option<Vec<f32>> = v.scores.iter().copied().collect();
-        let scores = scores.filter(|s| !s.is_empty() && s.len() == self.models.len())?;
-        Some(scores.iter().sum::<f32>() / scores.len() as f32)
-    }
-
-    /// The combined threshold: the mean of the models' thresholds, to match [`Self::combined_score`].
-    pub fn combined_threshold(&self) -> f32 {
-        if self.models.is_empty() {
-            return 0.5;
-        }
-        self.models.iter().map(|m| m.threshold).sum::<f32>() / self.models.len() as f32
-    }
-
-    /// The final label and what it rests on: the models' combined verdict, unless the file
-    /// declares AI generation (see [`label`]).
-    pub fn final_label(&self, v: &Verdict) -> Option<(Label, Basis)> {
-        let model = self
-            .combined_score(v)
-            .map(|s| Label::of_score(s, self.combined_threshold()));
-        label::final_label(model, v.meta.provenance.as_ref())
-    }
-
-    pub fn models_text(&self) -> String {
-        self.models
-            .iter()
-            .map(|m| format!("{}@{}", m.name, m.version))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    pub fn precision_text(&self) -> String {
-        let mut p: Vec<&str> = self.models.iter().map(|m| m.precision.as_str()).collect();
-        p.dedup();
-        p.join(",")
-    }
-
-    pub fn to_record_batch(&self, rows: &[Verdict]) -> Result<RecordBatch, ArrowError> {
-        let n = rows.len();
-        let mut path = StringBuilder::with_capacity(n, n * 64);
-        let mut path_bytes = BinaryBuilder::new();
-        let mut size = UInt64Builder::with_capacity(n);
-        let mut modified = TimestampMillisecondBuilder::with_capacity(n).with_timezone("+00:00");
-        let mut hash = StringBuilder::with_capacity(n, n * 64);
-        let mut format = StringBuilder::with_capacity(n, n * 4);
-        let mut width = UInt32Builder::with_capacity(n);
-        let mut height = UInt32Builder::with_capacity(n);
-        let mut quality = UInt8Builder::with_capacity(n);
-        let mut model_scores: Vec<Float32Builder> = self
-            .models
-            .iter()
-            .map(|_| Float32Builder::with_capacity(n))
-            .collect();
-        let mut model_labels: Vec<StringBuilder> = self
-            .models
-            .iter()
-            .map(|_| StringBuilder::with_capacity(n, n * 4))
-            .collect();
-        let mut score = Float32Builder::with_capacity(n);
-        let mut label = StringBuilder::with_capacity(n, n * 4);
-        let mut basis = StringBuilder::with_capacity(n, n * 8);
-        let mut provenance = StringBuilder::new();
-        let mut generator = StringBuilder::new();
-        let mut declares_ai = BooleanBuilder::with_capacity(n);
-        let mut c2pa_state = StringBuilder::new();
-        let mut provenance_error = StringBuilder::new();
-        let mut status = StringBuilder::with_capacity(n, n * 4);
-        let mut error = StringBuilder::new();
-        let mut models = StringBuilder::new();
-        let mut precision = StringBuilder::new();
-        let mut scanned = TimestampMillisecondBuilder::with_capacity(n).with_timezone("+00:00");
-
-        let models_text = self.models_text();
-        let precision_text = self.precision_text();
-        for v in rows {
-            let m = &v.meta;
-            path.append_value(&m.path);
-            path_bytes.append_option(m.path_bytes.as_deref());
-            size.append_option(m.size_bytes);
-            modified.append_option(m.modified_ms);
-            hash.append_option(m.blake3.as_deref());
-            format.append_option(m.format);
-            width.append_option(m.width);
-            height.append_option(m.height);
-            quality.append_option(m.jpeg_quality);
-            for (i, model) in self.models.iter().enumerate() {
-                let s = v.scores.get(i).copied().flatten();
-                model_scores[i].append_option(s);
-                model_labels[i]
-                    .append_option(s.map(|s| Label::of_score(s, model.threshold).as_str()));
-            }
-            score.append_option(self.combined_score(v));
-            let decided = self.final_label(v);
-            label.append_option(decided.map(|(l, _)| l.as_str()));
-            basis.append_option(decided.map(|(_, b)| b.as_str()));
-            let p = m.provenance.as_ref();
-            provenance.append_option(p.and_then(Provenance::kind).map(|k| k.as_str()));
-            generator.append_option(p.and_then(Provenance::generator));
-            declares_ai.append_option(p.map(Provenance::ai));
-            c2pa_state.append_option(p.and_then(|p| p.c2pa_state.as_ref()).map(|s| s.to_string()));
-            provenance_error.append_option(p.and_then(Provenance::problems_text));
-            status.append_value(v.status.as_str());
-            error.append_option(v.error.as_deref());
-            models.append_value(&models_text);
-            precision.append_value(&precision_text);
-            scanned.append_value(v.scanned_at_ms);
-        }
-
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(path.finish()),
-            Arc::new(size.finish()),
-            Arc::new(modified.finish()),
-            Arc::new(hash.finish()),
-            Arc::new(format.finish()),
-            Arc::new(width.finish()),
-            Arc::new(height.finish()),
-            Arc::new(quality.finish()),
-        ];
-        for (s, l) in model_scores.iter_mut().zip(model_labels.iter_mut()) {
-            columns.push(Arc::new(s.finish()));
-            columns.push(Arc::new(l.finish()));
-        }
-        columns.extend::<[ArrayRef; 14]>([
-            Arc::new(score.finish()),
-            Arc::new(label.finish()),
-            Arc::new(basis.finish()),
-            Arc::new(provenance.finish()),
-            Arc::new(generator.finish()),
-            Arc::new(declares_ai.finish()),
-            Arc::new(c2pa_state.finish()),
-            Arc::new(provenance_error.finish()),
-            Arc::new(status.finish()),
-            Arc::new(error.finish()),
-            Arc::new(models.finish()),
-            Arc::new(precision.finish()),
-            Arc::new(scanned.finish()),
-            Arc::new(path_bytes.finish()),
-        ]);
-        RecordBatch::try_new(self.schema.clone(), columns)
     }
 }
 
