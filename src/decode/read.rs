@@ -718,4 +718,64 @@ mod tests {
         assert_eq!(err.status(), Status::TooLarge, "{err}");
         assert!(err.to_string().contains("100000x100000"), "{err}");
     }
+
+    /// Seeds for the fuzzing below: the camera fixtures and a small file of every other format.
+    fn fuzz_seeds() -> Vec<Vec<u8>> {
+        let camera = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/camera");
+        let mut seeds: Vec<Vec<u8>> = ["Canon_40D", "Canon_DIGITAL_IXUS_400", "Nikon_D70"]
+            .iter()
+            .map(|name| std::fs::read(camera.join(format!("{name}.jpg"))).unwrap())
+            .collect();
+        let img = RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 77]));
+        for format in [
+            ImageFormat::Png,
+            ImageFormat::WebP,
+            ImageFormat::Gif,
+            ImageFormat::Bmp,
+            ImageFormat::Tiff,
+        ] {
+            let mut out = Cursor::new(Vec::new());
+            img.write_to(&mut out, format).unwrap();
+            seeds.push(out.into_inner());
+        }
+        seeds.push(png_with_profile(4096));
+        seeds
+    }
+
+    proptest::proptest! {
+        // Cases: PROPTEST_CASES (256 by default); see README for a longer run.
+        #![proptest_config(proptest::prelude::ProptestConfig::default())]
+
+        /// Mutated and cut files never panic the decoder, never come out larger than the
+        /// limits allow, and a success reports the size it decoded.
+        #[test]
+        fn decode_fuzz_mutated_files_are_rows_not_panics(
+            seed in proptest::sample::select(fuzz_seeds()),
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                0..12,
+            ),
+            // Half the cases keep the whole file: a cut one mostly stops at the first check.
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+            extent in proptest::sample::select(EXTENTS.to_vec()),
+        ) {
+            let mut bytes = seed;
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            let keep = cut.map_or(bytes.len(), |c| c.index(bytes.len()) + 1);
+            let limits = Limits {
+                max_pixels: 4_000_000,
+                max_metadata_bytes: 1 << 20,
+                ..Limits::default()
+            };
+            let mut meta = FileMeta::default();
+            if let Ok(image) = decode_bytes(&bytes[..keep], &limits, extent, &mut meta) {
+                let (w, h) = (meta.width.unwrap(), meta.height.unwrap());
+                proptest::prop_assert!(u64::from(w) * u64::from(h) <= limits.max_pixels);
+                proptest::prop_assert!(image.width() <= w && image.height() <= h);
+            }
+        }
+    }
 }
