@@ -510,7 +510,11 @@ fn seeds() -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // 512 cases, or PROPTEST_CASES where that asks for more (see README).
+    #![proptest_config(ProptestConfig {
+        cases: ProptestConfig::default().cases.max(512),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn metadata_readers_never_panic_on_mutated_files(
@@ -731,4 +735,49 @@ fn scan_writes_provenance_columns_and_declared_labels() {
             .as_string::<i32>(),
     );
     assert_eq!(label, model_label);
+}
+
+fn ztxt(keyword: &str, text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(text.as_bytes()).unwrap();
+    let mut data = keyword.as_bytes().to_vec();
+    data.extend([0, 0]);
+    data.extend(z.finish().unwrap());
+    data
+}
+
+#[test]
+fn text_past_the_inflation_budget_is_a_recorded_problem_not_a_silent_loss() {
+    use synthscan::provenance::container::TEXT_BUDGET;
+    let reader = reader();
+    let infotext = "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1";
+    let padded = |padding: u64| format!("{}{infotext}", " ".repeat(padding as usize));
+    // Within the budget, padding or not, the declaration is read.
+    let p = read(
+        &reader,
+        png_with(&[(b"zTXt", ztxt("parameters", &padded(TEXT_BUDGET / 2)))]),
+    );
+    assert_eq!(p.kind(), Some(Kind::A1111), "{:?}", p.problems);
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+    // Past it the chunk is not read, and the row says why.
+    let p = read(
+        &reader,
+        png_with(&[(b"zTXt", ztxt("parameters", &padded(TEXT_BUDGET)))]),
+    );
+    assert_eq!(p.kind(), None);
+    let text = p.problems_text().unwrap_or_default();
+    assert!(text.contains("zTXt \"parameters\""), "{text}");
+    assert!(text.contains("budget"), "{text}");
+    // The budget is the file's, not each chunk's: chunks that each fit still add up.
+    let half = ztxt("Comment", &" ".repeat(TEXT_BUDGET as usize / 2 + 1));
+    let p = read(
+        &reader,
+        png_with(&[(b"zTXt", half.clone()), (b"zTXt", half)]),
+    );
+    let text = p.problems_text().unwrap_or_default();
+    assert!(
+        text.contains("zTXt \"Comment\"") && text.contains("budget"),
+        "{text}"
+    );
 }

@@ -59,6 +59,32 @@ fn fixture_set(dir: &Path) -> BTreeMap<String, &'static str> {
         "decode_error",
     );
     bad("bomb.png", &png_claiming(100_000, 100_000), "too_large");
+    // Hostile files made here, not committed: a colour profile that inflates past the budget,
+    // a scan cut at a tenth with an end marker appended, a start marker alone, a BMP header
+    // over the pixel limit; and a camera file padded after its end marker, as cameras do.
+    bad(
+        "profile-bomb.png",
+        &common::png_with_profile_bomb(),
+        "too_large",
+    );
+    let scan_at = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let cut = scan_at + (jpeg.len() - scan_at) / 10;
+    bad(
+        "cut-scan.jpg",
+        &[&jpeg[..cut], &[0xFF, 0xD9]].concat(),
+        "decode_error",
+    );
+    bad("start-only.jpg", &[0xFF, 0xD8], "decode_error");
+    bad(
+        "huge.bmp",
+        &common::bmp_claiming(100_000, 100_000),
+        "too_large",
+    );
+    bad(
+        "camera-padded.jpg",
+        &[&camera[..], &[0u8; 4096][..]].concat(),
+        "ok",
+    );
 
     std::fs::create_dir(dir.join("folder.jpg")).unwrap();
     expected.insert("folder.jpg".into(), "not_a_file");

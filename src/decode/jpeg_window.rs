@@ -16,6 +16,7 @@ use std::mem;
 use image::RgbImage;
 use mozjpeg_sys as ffi;
 
+use super::libjpeg_errors;
 use crate::decode::crop::Window;
 
 /// Room around the window for the upsampler's context: fancy upsampling reads one chroma
@@ -25,16 +26,13 @@ const MARGIN: u32 = 16;
 
 /// The pixels of `window` (in stored, un-oriented coordinates) of a YCbCr, grayscale or RGB
 /// JPEG as RGB8. `Ok(None)` for colour spaces libjpeg does not convert to RGB (CMYK, YCCK);
-/// `Err` with libjpeg's message for data it cannot decode.
+/// `Err` with libjpeg's message for data it cannot decode or only decodes with corrupt-data
+/// warnings (see [`libjpeg_errors`]), even where the damage lies outside the window.
 pub fn decode_window(bytes: &[u8], window: Window) -> Result<Option<RgbImage>, String> {
-    // libjpeg reports fatal errors through `error_exit`, which unwinds from here; the decoder
-    // state is freed by `Decompress`'s drop on the way out.
-    std::panic::catch_unwind(|| unsafe { decode(bytes, window) }).unwrap_or_else(|panic| {
-        Err(panic
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_else(|| "the decoder gave up on the data".into()))
-    })
+    // libjpeg's errors and corrupt-data warnings unwind from here; the decoder state is freed
+    // by `Decompress`'s drop on the way out.
+    std::panic::catch_unwind(|| unsafe { decode(bytes, window) })
+        .unwrap_or_else(|panic| Err(libjpeg_errors::panic_message(&*panic)))
 }
 
 /// Owns libjpeg's decompressor and its error manager, which it points to (hence boxed).
@@ -50,10 +48,7 @@ impl Drop for Decompress {
 }
 
 unsafe fn decode(bytes: &[u8], window: Window) -> Result<Option<RgbImage>, String> {
-    let mut err: Box<ffi::jpeg_error_mgr> = Box::new(mem::zeroed());
-    ffi::jpeg_std_error(&mut err);
-    err.error_exit = Some(error_exit);
-    err.emit_message = Some(ignore_warning);
+    let err = Box::new(libjpeg_errors::error_mgr());
     let mut d = Decompress {
         cinfo: Box::new(mem::zeroed()),
         _err: err,
@@ -106,31 +101,6 @@ unsafe fn decode(bytes: &[u8], window: Window) -> Result<Option<RgbImage>, Strin
     }
     Ok(RgbImage::from_raw(window.width, window.height, out))
 }
-
-/// Unwinds with libjpeg's message for the error (its template, without the parameters that
-/// only libjpeg's own printf would fill in).
-#[cold]
-extern "C-unwind" fn error_exit(cinfo: &mut ffi::jpeg_common_struct) {
-    let message = unsafe { cinfo.err.as_ref() }
-        .and_then(|e| {
-            let code = usize::try_from(e.msg_code).ok()?;
-            let last = usize::try_from(e.last_jpeg_message).ok()?;
-            if e.jpeg_message_table.is_null() || code > last {
-                return None;
-            }
-            let text = unsafe { *e.jpeg_message_table.add(code) };
-            (!text.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(text) })
-        })
-        .map_or_else(
-            || "libjpeg gave up on the data".to_string(),
-            |text| text.to_string_lossy().into_owned(),
-        );
-    std::panic::resume_unwind(Box::new(message));
-}
-
-/// Warnings (corrupt-data recoveries) do not stop decoding; the truncation check before the
-/// decoder already refuses files that end early.
-extern "C-unwind" fn ignore_warning(_cinfo: &mut ffi::jpeg_common_struct, _level: i32) {}
 
 #[cfg(test)]
 mod tests {

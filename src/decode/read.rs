@@ -6,10 +6,13 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
-use super::{jpeg, jpeg_window};
+use super::{jpeg, jpeg_window, libjpeg_errors, precheck};
 use crate::decode::crop::Window;
 use crate::model::manifest::InputSpec;
 use crate::verdict::{to_ms, FileMeta, Status};
+
+/// The default of [`Limits::max_metadata_bytes`].
+pub const METADATA_BUDGET: u64 = 16 * 1024 * 1024;
 
 /// Limits that keep one hostile file from taking the machine down.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +20,9 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// Width x height after decoding; checked from the header before any pixel is allocated.
     pub max_pixels: u64,
+    /// What one compressed metadata block may inflate to (a PNG colour profile here; text
+    /// chunks and C2PA stores in provenance), counted on the inflated bytes as they come out.
+    pub max_metadata_bytes: u64,
 }
 
 impl Default for Limits {
@@ -25,6 +31,8 @@ impl Default for Limits {
             max_file_bytes: 256 * 1024 * 1024,
             // Pillow's own decompression-bomb error threshold.
             max_pixels: 178_956_970,
+            // ICC profiles are a few KiB to a few MiB; ComfyUI workflows a few hundred KiB.
+            max_metadata_bytes: METADATA_BUDGET,
         }
     }
 }
@@ -165,13 +173,19 @@ pub fn decode_bytes(
     if bytes.is_empty() {
         return Err(DecodeError::Unsupported("empty file (0 bytes)".into()));
     }
-    let format = image::guess_format(bytes).map_err(|_| {
-        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        DecodeError::Unsupported(format!(
-            "not a recognised image format (first bytes: {})",
-            head.join(" ")
-        ))
-    })?;
+    let format = match image::guess_format(bytes) {
+        Ok(format) => format,
+        // `image` wants three bytes of JPEG signature; a start-of-image marker alone is a JPEG
+        // cut right after it, which the completeness check below refuses.
+        Err(_) if bytes.starts_with(&[0xFF, 0xD8]) => ImageFormat::Jpeg,
+        Err(_) => {
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Err(DecodeError::Unsupported(format!(
+                "not a recognised image format (first bytes: {})",
+                head.join(" ")
+            )));
+        }
+    };
     meta.format = Some(format_name(format));
     if format == ImageFormat::Jpeg {
         meta.jpeg_quality = jpeg::estimate_quality(bytes);
@@ -182,6 +196,8 @@ pub fn decode_bytes(
         }
     }
 
+    check_before_decoding(bytes, format, limits)?;
+
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decoder_limits = image::Limits::default();
     // Room for the decoded frame at 16-bit RGBA plus the decoder's own buffers.
@@ -189,12 +205,7 @@ pub fn decode_bytes(
     reader.limits(decoder_limits);
     let mut decoder = reader.into_decoder().map_err(image_error)?;
     let (w, h) = decoder.dimensions();
-    if u64::from(w) * u64::from(h) > limits.max_pixels {
-        return Err(DecodeError::TooLarge(format!(
-            "{w}x{h} pixels is over the limit of {} pixels (decompression bomb?)",
-            limits.max_pixels
-        )));
-    }
+    check_pixels(u64::from(w), u64::from(h), limits)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -231,6 +242,43 @@ pub fn decode_bytes(
     Ok(image.into_rgb8())
 }
 
+fn check_pixels(w: u64, h: u64, limits: &Limits) -> Result<(), DecodeError> {
+    if w.saturating_mul(h) > limits.max_pixels {
+        return Err(DecodeError::TooLarge(format!(
+            "{w}x{h} pixels is over the limit of {} pixels (decompression bomb?)",
+            limits.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+/// What the decoder would spend memory on before its own limits apply (see [`precheck`]).
+fn check_before_decoding(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<(), DecodeError> {
+    match format {
+        ImageFormat::Png => {
+            let budget = limits.max_metadata_bytes;
+            if precheck::png_profile_over_budget(bytes, budget).is_some() {
+                return Err(DecodeError::TooLarge(format!(
+                    "the PNG colour profile (iCCP) inflates to over {budget} bytes, the limit \
+                     for a metadata block (decompression bomb?)"
+                )));
+            }
+        }
+        // The BMP decoder refuses sides over 65535 as a format error, before the pixel check.
+        ImageFormat::Bmp => {
+            if let Some((w, h)) = precheck::bmp_dimensions(bytes) {
+                check_pixels(w, h, limits)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// The centre window of a JPEG (see [`jpeg_window`]); `None` for colour spaces it leaves to
 /// the `image` crate, which then decodes the whole image.
 fn decode_jpeg_window(bytes: &[u8], window: Window) -> Option<Result<RgbImage, DecodeError>> {
@@ -247,9 +295,11 @@ fn decode_jpeg_window(bytes: &[u8], window: Window) -> Option<Result<RgbImage, D
 fn decode_jpeg_libjpeg(bytes: &[u8], reduction: u8) -> Option<Result<RgbImage, DecodeError>> {
     use mozjpeg::{ColorSpace, Decompress};
     let corrupt = |e: String| DecodeError::Corrupt(format!("JPEG: {e}"));
-    // libjpeg reports fatal errors by unwinding; keep them to this file.
+    // libjpeg reports fatal errors and corrupt data by unwinding; keep them to this file.
     let result = std::panic::catch_unwind(|| -> Result<Option<RgbImage>, String> {
-        let mut d = Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
+        let mut d = Decompress::with_err(libjpeg_errors::error_mgr())
+            .from_mem(bytes)
+            .map_err(|e| e.to_string())?;
         d.scale(8 / reduction);
         if !matches!(
             d.color_space(),
@@ -267,7 +317,7 @@ fn decode_jpeg_libjpeg(bytes: &[u8], reduction: u8) -> Option<Result<RgbImage, D
         Ok(Ok(Some(img))) => Some(Ok(img)),
         Ok(Ok(None)) => None,
         Ok(Err(e)) => Some(Err(corrupt(e))),
-        Err(_) => Some(Err(corrupt("the decoder gave up on the data".into()))),
+        Err(panic) => Some(Err(corrupt(libjpeg_errors::panic_message(&*panic)))),
     }
 }
 
@@ -508,5 +558,224 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.status(), Status::Unsupported);
+    }
+
+    /// A PNG whose colour profile is `inflated` bytes of zeros (about 1000:1 deflated).
+    fn png_with_profile(inflated: usize) -> Vec<u8> {
+        use std::io::Write;
+        let png = png_bytes(16, 16);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&vec![0u8; inflated]).unwrap();
+        let mut data = b"bomb\0\0".to_vec();
+        data.extend(z.finish().unwrap());
+        let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+        chunk.extend(b"iCCP");
+        chunk.extend(&data);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(b"iCCP");
+        crc.update(&data);
+        chunk.extend(crc.finalize().to_be_bytes());
+        // After the signature (8) and IHDR (25), before the image data.
+        [&png[..33], &chunk[..], &png[33..]].concat()
+    }
+
+    #[test]
+    fn a_colour_profile_bomb_is_too_large_before_it_is_inflated() {
+        let limits = Limits {
+            max_metadata_bytes: 64 * 1024,
+            ..Limits::default()
+        };
+        let mut meta = FileMeta::default();
+        let small = png_with_profile(60 * 1024);
+        let image = decode_bytes(&small, &limits, Extent::Full, &mut meta).unwrap();
+        assert_eq!(image.dimensions(), (16, 16));
+        let bomb = png_with_profile(8 * 1024 * 1024);
+        let err = decode_bytes(&bomb, &limits, Extent::Full, &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::TooLarge, "{err}");
+        assert!(err.to_string().contains("colour profile (iCCP)"), "{err}");
+        assert!(err.to_string().contains("65536 bytes"), "{err}");
+    }
+
+    fn noisy_jpeg(w: u32, h: u32) -> Vec<u8> {
+        let mut seed = 0x2545_f491_u32;
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            image::Rgb([
+                (x % 256) as u8 ^ seed as u8,
+                (y % 256) as u8,
+                (seed >> 8) as u8,
+            ])
+        });
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    /// Where the entropy-coded data of the (first) scan starts.
+    fn scan_start(jpeg: &[u8]) -> usize {
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        sos + 2 + usize::from(u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]))
+    }
+
+    const EXTENTS: [Extent; 3] = [
+        Extent::Full,
+        Extent::Reduced { min_side: 64 },
+        Extent::CentreCrop {
+            width: 64,
+            height: 64,
+        },
+    ];
+
+    #[test]
+    fn a_scan_cut_short_with_an_end_marker_appended_is_a_decode_error() {
+        let jpeg = noisy_jpeg(640, 480);
+        let scan = scan_start(&jpeg);
+        let cut = scan + (jpeg.len() - scan) / 10;
+        let forged = [&jpeg[..cut], &[0xFF, 0xD9][..]].concat();
+        for extent in EXTENTS {
+            let mut meta = FileMeta::default();
+            decode_bytes(&jpeg, &Limits::default(), extent, &mut meta).unwrap();
+            let err = decode_bytes(&forged, &Limits::default(), extent, &mut meta).unwrap_err();
+            assert_eq!(err.status(), Status::DecodeError, "{extent:?}: {err}");
+            assert!(
+                err.to_string().contains("premature end of data segment"),
+                "{extent:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_far_larger_than_its_data_is_a_decode_error() {
+        let mut jpeg = noisy_jpeg(256, 192);
+        // Baseline SOF0: length (2), precision (1), then height and width.
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&7000u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&7000u16.to_be_bytes());
+        for extent in EXTENTS {
+            let mut meta = FileMeta::default();
+            let err = decode_bytes(&jpeg, &Limits::default(), extent, &mut meta).unwrap_err();
+            assert_eq!(err.status(), Status::DecodeError, "{extent:?}: {err}");
+            assert!(
+                err.to_string().contains("Corrupt JPEG data"),
+                "{extent:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn camera_files_padded_after_or_before_their_end_marker_stay_ok() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/camera");
+        for name in ["Canon_40D", "Canon_DIGITAL_IXUS_400", "Nikon_D70"] {
+            let camera = std::fs::read(fixtures.join(format!("{name}.jpg"))).unwrap();
+            let eoi = camera.len() - 2;
+            assert_eq!(camera[eoi..], [0xFF, 0xD9], "{name}");
+            // Cameras pad files out to a block size after the end marker, and some writers
+            // leave padding between the last scan and the marker (libjpeg: "extraneous bytes").
+            let mut after = camera.clone();
+            after.extend(vec![0u8; 4096]);
+            let before = [&camera[..eoi], &[0u8; 100][..], &camera[eoi..]].concat();
+            for (how, bytes) in [
+                ("as made", &camera),
+                ("padded after", &after),
+                ("padded before", &before),
+            ] {
+                for extent in EXTENTS {
+                    let mut meta = FileMeta::default();
+                    let got = decode_bytes(bytes, &Limits::default(), extent, &mut meta);
+                    assert!(got.is_ok(), "{name} {how} {extent:?}: {}", got.unwrap_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_start_marker_alone_is_a_truncated_jpeg() {
+        let mut meta = FileMeta::default();
+        let err =
+            decode_bytes(&[0xFF, 0xD8], &Limits::default(), Extent::Full, &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::DecodeError, "{err}");
+        assert!(err.to_string().contains("truncated JPEG"), "{err}");
+        assert_eq!(meta.format, Some("jpeg"));
+    }
+
+    #[test]
+    fn a_bmp_over_the_pixel_limit_is_too_large_from_its_header() {
+        // File header, then a BITMAPINFOHEADER claiming 100000 x 100000 at 24 bits.
+        let mut bmp = b"BM".to_vec();
+        bmp.extend(54u32.to_le_bytes());
+        bmp.extend([0; 4]);
+        bmp.extend(54u32.to_le_bytes());
+        bmp.extend(40u32.to_le_bytes());
+        bmp.extend(100_000i32.to_le_bytes());
+        bmp.extend(100_000i32.to_le_bytes());
+        bmp.extend(1u16.to_le_bytes());
+        bmp.extend(24u16.to_le_bytes());
+        bmp.extend([0; 24]);
+        let mut meta = FileMeta::default();
+        let err = decode_bytes(&bmp, &Limits::default(), Extent::Full, &mut meta).unwrap_err();
+        assert_eq!(err.status(), Status::TooLarge, "{err}");
+        assert!(err.to_string().contains("100000x100000"), "{err}");
+    }
+
+    /// Seeds for the fuzzing below: the camera fixtures and a small file of every other format.
+    fn fuzz_seeds() -> Vec<Vec<u8>> {
+        let camera = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/camera");
+        let mut seeds: Vec<Vec<u8>> = ["Canon_40D", "Canon_DIGITAL_IXUS_400", "Nikon_D70"]
+            .iter()
+            .map(|name| std::fs::read(camera.join(format!("{name}.jpg"))).unwrap())
+            .collect();
+        let img = RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 77]));
+        for format in [
+            ImageFormat::Png,
+            ImageFormat::WebP,
+            ImageFormat::Gif,
+            ImageFormat::Bmp,
+            ImageFormat::Tiff,
+        ] {
+            let mut out = Cursor::new(Vec::new());
+            img.write_to(&mut out, format).unwrap();
+            seeds.push(out.into_inner());
+        }
+        seeds.push(png_with_profile(4096));
+        seeds
+    }
+
+    proptest::proptest! {
+        // Cases: PROPTEST_CASES (256 by default); see README for a longer run.
+        #![proptest_config(proptest::prelude::ProptestConfig::default())]
+
+        /// Mutated and cut files never panic the decoder, never come out larger than the
+        /// limits allow, and a success reports the size it decoded.
+        #[test]
+        fn decode_fuzz_mutated_files_are_rows_not_panics(
+            seed in proptest::sample::select(fuzz_seeds()),
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                0..12,
+            ),
+            // Half the cases keep the whole file: a cut one mostly stops at the first check.
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+            extent in proptest::sample::select(EXTENTS.to_vec()),
+        ) {
+            let mut bytes = seed;
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            let keep = cut.map_or(bytes.len(), |c| c.index(bytes.len()) + 1);
+            let limits = Limits {
+                max_pixels: 4_000_000,
+                max_metadata_bytes: 1 << 20,
+                ..Limits::default()
+            };
+            let mut meta = FileMeta::default();
+            if let Ok(image) = decode_bytes(&bytes[..keep], &limits, extent, &mut meta) {
+                let (w, h) = (meta.width.unwrap(), meta.height.unwrap());
+                proptest::prop_assert!(u64::from(w) * u64::from(h) <= limits.max_pixels);
+                proptest::prop_assert!(image.width() <= w && image.height() <= h);
+            }
+        }
     }
 }

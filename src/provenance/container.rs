@@ -44,8 +44,10 @@ const METADATA_CHUNKS: [&[u8; 4]; 5] = [b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"ca
 const XMP_PREFIX: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 /// PNG iTXt keyword of an XMP packet.
 const XMP_KEYWORD: &str = "XML:com.adobe.xmp";
-/// The largest text chunk inflated; ComfyUI workflows reach a few hundred KiB.
-const MAX_TEXT_BYTES: u64 = 16 * 1024 * 1024;
+/// What one file's compressed text chunks may inflate to, all together, counted on the
+/// inflated bytes; ComfyUI workflows reach a few hundred KiB. A chunk past it is not read, and
+/// the row says so: a declaration behind megabytes of padding would otherwise vanish silently.
+pub const TEXT_BUDGET: u64 = 16 * 1024 * 1024;
 
 impl Embedded {
     pub fn find(bytes: &Bytes) -> Embedded {
@@ -93,6 +95,7 @@ impl Embedded {
     /// the metadata chunks' CRCs are checked.
     fn png(&mut self, bytes: &Bytes) {
         let mut at = 8;
+        let mut budget = TEXT_BUDGET;
         while at < bytes.len() {
             let Some(header) = bytes.get(at..at + 8) else {
                 return self
@@ -130,8 +133,8 @@ impl Embedded {
             let data = &data;
             let text = match &kind {
                 b"tEXt" => Some(text_chunk(data)),
-                b"zTXt" => Some(ztxt_chunk(data)),
-                b"iTXt" => Some(itxt_chunk(data)),
+                b"zTXt" => Some(ztxt_chunk(data, &mut budget)),
+                b"iTXt" => Some(itxt_chunk(data, &mut budget)),
                 b"eXIf" => {
                     self.exif.push(without_exif_prefix(data));
                     None
@@ -191,15 +194,15 @@ fn text_chunk(data: &[u8]) -> Result<TextField, String> {
 }
 
 /// `keyword\0 method compressed-text`.
-fn ztxt_chunk(data: &[u8]) -> Result<TextField, String> {
+fn ztxt_chunk(data: &[u8], budget: &mut u64) -> Result<TextField, String> {
     let (key, rest) = split_keyword(data)?;
     let (_method, compressed) = rest.split_first().ok_or("zTXt without text")?;
-    let text = inflate(compressed)?;
+    let text = inflate(compressed, budget).map_err(|e| format!("zTXt {:?}: {e}", latin1(key)))?;
     Ok(TextField::new(latin1(key), latin1(&text)))
 }
 
 /// `keyword\0 flag method language\0 translated-keyword\0 text`, the text UTF-8.
-fn itxt_chunk(data: &[u8]) -> Result<TextField, String> {
+fn itxt_chunk(data: &[u8], budget: &mut u64) -> Result<TextField, String> {
     let (key, rest) = split_keyword(data)?;
     let [flag, _method, rest @ ..] = rest else {
         return Err("iTXt header is cut short".into());
@@ -207,7 +210,7 @@ fn itxt_chunk(data: &[u8]) -> Result<TextField, String> {
     let (_language, rest) = split_keyword(rest)?;
     let (_translated, text) = split_keyword(rest)?;
     let text = if *flag == 1 {
-        inflate(text)?
+        inflate(text, budget).map_err(|e| format!("iTXt {:?}: {e}", latin1(key)))?
     } else {
         text.to_vec()
     };
@@ -222,12 +225,21 @@ fn split_keyword(data: &[u8]) -> Result<(&[u8], &[u8]), String> {
     Ok((&data[..nul], &data[nul + 1..]))
 }
 
-fn inflate(compressed: &[u8]) -> Result<Vec<u8>, String> {
+/// Inflates within what is left of the file's `budget`, and takes what it used from it.
+fn inflate(compressed: &[u8], budget: &mut u64) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     flate2::read::ZlibDecoder::new(compressed)
-        .take(MAX_TEXT_BYTES)
+        .take(*budget + 1)
         .read_to_end(&mut out)
         .map_err(|e| format!("compressed text: {e}"))?;
+    let used = out.len() as u64;
+    if used > *budget {
+        *budget = 0;
+        return Err(format!(
+            "inflates past {TEXT_BUDGET} bytes, the budget for a file's compressed text; not read"
+        ));
+    }
+    *budget -= used;
     Ok(out)
 }
 

@@ -67,7 +67,12 @@ impl Verifier {
                 "remote_manifest_fetch": false,
                 "ocsp_fetch": false,
             },
-            "core": { "decode_identity_assertions": false },
+            // A compressed (brotli) store inflates within the same budget as text chunks.
+            "core": {
+                "decode_identity_assertions": false,
+                "max_decompressed_manifest_size_in_mb":
+                    super::container::TEXT_BUDGET / (1024 * 1024),
+            },
             "trust": { "trust_anchors": trust_anchors },
             // Thumbnails are a signing feature, which a reader never uses; left on, the crate
             // warns on every scan that it was built without them.

@@ -166,6 +166,39 @@ pub fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     png
 }
 
+/// A 1x1 PNG whose colour profile (iCCP) inflates to 1 MiB over the default metadata budget
+/// from about 17 KB.
+pub fn png_with_profile_bomb() -> Vec<u8> {
+    use std::io::Write;
+    let png = png_claiming(1, 1);
+    let inflated = synthscan::decode::METADATA_BUDGET as usize + (1 << 20);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&vec![0u8; inflated]).unwrap();
+    let mut data = b"bomb\0\0".to_vec();
+    data.extend(z.finish().unwrap());
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend(b"iCCP");
+    chunk.extend(&data);
+    chunk.extend(crc32fast::hash(&chunk[4..]).to_be_bytes());
+    // After the signature and IHDR (33 bytes), before the image data.
+    [&png[..33], &chunk[..], &png[33..]].concat()
+}
+
+/// The 54-byte header of a 24-bit BMP claiming `w` x `h` pixels, without its pixels.
+pub fn bmp_claiming(w: i32, h: i32) -> Vec<u8> {
+    let mut bmp = b"BM".to_vec();
+    bmp.extend(54u32.to_le_bytes());
+    bmp.extend([0; 4]);
+    bmp.extend(54u32.to_le_bytes());
+    bmp.extend(40u32.to_le_bytes());
+    bmp.extend(w.to_le_bytes());
+    bmp.extend(h.to_le_bytes());
+    bmp.extend(1u16.to_le_bytes());
+    bmp.extend(24u16.to_le_bytes());
+    bmp.extend([0; 24]);
+    bmp
+}
+
 /// A zip archive of the given entries (deflated).
 pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     use std::io::Write;
