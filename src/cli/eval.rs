@@ -8,10 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::Float32Type;
+use arrow::array::Array;
 use clap::Args;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::scan::progress_bar;
 use super::{
@@ -23,10 +21,9 @@ use crate::measure::labelled::{self, LabelledSet};
 use crate::model::manifest::{Manifest, ThresholdChoice};
 use crate::pipeline::run_metadata::{self, ModelRecord};
 use crate::pipeline::{Observer, Pipeline, Source};
-use crate::report;
 use crate::sink::{self, Format, Sink};
 use crate::source::walk;
-use crate::verdict::{column, ModelColumn, Verdict};
+use crate::verdict::{column, column_stem, reader, ModelColumn, Verdict};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -216,81 +213,9 @@ fn from_verdicts(
             })
             .collect(),
     };
-    let files = report::dataset_files(dataset).map_err(usage)?;
-    let mut rows = Vec::new();
-    let mut dataset_models: Option<Vec<(String, String)>> = None;
-    let mut precision = String::new();
-    for file in &files {
-        let read_err = |e: &dyn std::fmt::Display| usage(format!("{}: {e}", file.display()));
-        let handle = std::fs::File::open(file).map_err(|e| read_err(&e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
-            .and_then(|b| b.build())
-            .map_err(|e| read_err(&e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| read_err(&e))?;
-            let strings = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .and_then(|c| c.as_string_opt::<i32>())
-                    .ok_or_else(|| {
-                        usage(format!(
-                            "{} is not a verdict file: no '{name}' column",
-                            file.display()
-                        ))
-                    })
-            };
-            let (path, status, models) = (
-                strings(column::PATH)?,
-                strings(column::STATUS)?,
-                strings("models")?,
-            );
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let named = parse_models(models.value(0));
-            match &dataset_models {
-                None => dataset_models = Some(named.clone()),
-                Some(m) if *m != named => {
-                    return Err(usage(format!(
-                        "{}: the dataset mixes rows of different models ({} and {})",
-                        dataset.display(),
-                        models_text(m),
-                        models_text(&named)
-                    )))
-                }
-                Some(_) => {}
-            }
-            if precision.is_empty() {
-                precision = strings("precision")?.value(0).to_string();
-            }
-            let score_columns = named
-                .iter()
-                .map(|(name, _)| {
-                    let stem = ModelColumn {
-                        name: name.clone(),
-                        version: String::new(),
-                        threshold: 0.0,
-                        precision: String::new(),
-                    }
-                    .score_column();
-                    batch
-                        .column_by_name(&stem)
-                        .and_then(|c| c.as_primitive_opt::<Float32Type>())
-                        .ok_or_else(|| usage(format!("{}: no '{stem}' column", file.display())))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            for i in 0..batch.num_rows() {
-                rows.push(Row {
-                    path: absolute(Path::new(path.value(i))).display().to_string(),
-                    status: status.value(i).to_string(),
-                    scores: score_columns
-                        .iter()
-                        .map(|c| c.is_valid(i).then(|| c.value(i)))
-                        .collect(),
-                });
-            }
-        }
-    }
+    let files = reader::dataset_files(dataset).map_err(usage)?;
+    let scored = read_scored(dataset, &files)?;
+    let (rows, dataset_models, precision) = (scored.rows, scored.models, scored.precision);
     let Some(dataset_models) = dataset_models else {
         return Err(usage(format!("{}: no rows", dataset.display())));
     };
@@ -346,6 +271,70 @@ fn from_verdicts(
         ));
     }
     Ok(evaluate::evaluate(&rows, &set, &models))
+}
+
+/// What `eval --verdicts` takes from a dataset: the rows, the models that scored them (name and
+/// version, as the `models` column records them) and their precision.
+struct Scored {
+    rows: Vec<Row>,
+    models: Option<Vec<(String, String)>>,
+    precision: String,
+}
+
+fn read_scored(dataset: &Path, files: &[PathBuf]) -> Result<Scored> {
+    let mut scored = Scored {
+        rows: Vec::new(),
+        models: None,
+        precision: String::new(),
+    };
+    for file in files {
+        for batch in reader::read_batches(file, None).map_err(usage)? {
+            let batch = batch.map_err(usage)?;
+            let (path, status, models) = (
+                batch.text(column::PATH).map_err(usage)?,
+                batch.text(column::STATUS).map_err(usage)?,
+                batch.text(column::MODELS).map_err(usage)?,
+            );
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let named = parse_models(models.value(0));
+            match &scored.models {
+                None => scored.models = Some(named.clone()),
+                Some(m) if *m != named => {
+                    return Err(usage(format!(
+                        "{}: the dataset mixes rows of different models ({} and {})",
+                        dataset.display(),
+                        models_text(m),
+                        models_text(&named)
+                    )))
+                }
+                Some(_) => {}
+            }
+            if scored.precision.is_empty() {
+                let precision = batch.text(column::PRECISION).map_err(usage)?;
+                scored.precision = precision.value(0).to_string();
+            }
+            let score_columns = named
+                .iter()
+                .map(|(name, _)| {
+                    let stem = format!("{}{}", column::SCORE_PREFIX, column_stem(name));
+                    batch.f32(&stem).map_err(usage)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for i in 0..batch.num_rows() {
+                scored.rows.push(Row {
+                    path: absolute(Path::new(path.value(i))).display().to_string(),
+                    status: status.value(i).to_string(),
+                    scores: score_columns
+                        .iter()
+                        .map(|c| c.is_valid(i).then(|| c.value(i)))
+                        .collect(),
+                });
+            }
+        }
+    }
+    Ok(scored)
 }
 
 /// Each model's precision as the file's metadata records it (empty for older files).

@@ -15,6 +15,7 @@ pub use label::{Basis, Label};
 pub use table::{column, Table};
 
 pub mod label;
+pub mod reader;
 pub mod table;
 
 /// What happened to a file. Every candidate ends with exactly one of these.
@@ -179,6 +180,14 @@ pub fn to_ms(t: SystemTime) -> i64 {
     }
 }
 
+/// Column-safe form of a model name (`resnet18-demo` → `resnet18_demo`), so that SQL engines
+/// can name its columns without quoting.
+pub fn column_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
 /// A model as the output sees it: where its columns come from and how its label is decided.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelColumn {
@@ -192,10 +201,7 @@ impl ModelColumn {
     /// Column-safe form of the model name (`resnet18-demo` → `resnet18_demo`), so that SQL
     /// engines can name the column without quoting.
     pub fn column_stem(&self) -> String {
-        self.name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect()
+        column_stem(&self.name)
     }
 
     /// The name of this model's score column.

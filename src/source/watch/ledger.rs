@@ -11,13 +11,10 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{TimestampMillisecondType, UInt64Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
+use arrow::array::Array;
 
 use crate::sink::rolling::is_part_name;
-use crate::sink::SinkError;
+use crate::verdict::reader::{read_batches, ReadError};
 use crate::verdict::{column, row_path, to_ms};
 
 /// A scored file's identity, as its verdict row records it (`path` or `path_bytes`,
@@ -101,9 +98,9 @@ impl Ledger {
 /// The ledger of every finalized part in `dir`, and the number of parts read. Unreadable parts
 /// are an error rather than skipped: skipping one would score its files again and duplicate
 /// their rows.
-pub fn read_ledger(dir: &Path) -> Result<(Ledger, usize), SinkError> {
+pub fn read_ledger(dir: &Path) -> Result<(Ledger, usize), ReadError> {
     let mut ledger = Ledger::default();
-    let io = |source| SinkError::Io {
+    let io = |source| ReadError::Io {
         path: dir.to_path_buf(),
         source,
     };
@@ -125,61 +122,21 @@ pub fn read_ledger(dir: &Path) -> Result<(Ledger, usize), SinkError> {
 }
 
 /// Reads the identity columns of one part.
-fn read_part_keys(path: &Path, ledger: &mut Ledger) -> Result<(), SinkError> {
-    let encode = |reason: String| SinkError::Encode {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|source| SinkError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| encode(e.to_string()))?;
+fn read_part_keys(path: &Path, ledger: &mut Ledger) -> Result<(), ReadError> {
     let wanted = [
         column::PATH,
         column::PATH_BYTES,
         column::SIZE_BYTES,
         column::MODIFIED,
     ];
-    let schema = builder.parquet_schema();
-    let indices: Vec<usize> = (0..schema.num_columns())
-        .filter(|&i| wanted.contains(&schema.column(i).name()))
-        .collect();
-    let mask = ProjectionMask::leaves(schema, indices);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| encode(e.to_string()))?;
-    for batch in reader {
-        let batch = batch.map_err(|e| encode(e.to_string()))?;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| encode(format!("no {name} column")))
-        };
+    for batch in read_batches(path, Some(&wanted))? {
+        let batch = batch?;
         let (p, s, m) = (
-            column(column::PATH)?,
-            column(column::SIZE_BYTES)?,
-            column(column::MODIFIED)?,
+            batch.text(column::PATH)?,
+            batch.u64(column::SIZE_BYTES)?,
+            batch.time(column::MODIFIED)?,
         );
-        let bytes = batch.column_by_name(column::PATH_BYTES).cloned();
-        let bytes = match &bytes {
-            Some(b) => Some(
-                b.as_binary_opt::<i32>()
-                    .ok_or_else(|| encode("path_bytes is not binary".into()))?,
-            ),
-            None => None,
-        };
-        let (p, s, m) = (
-            p.as_string_opt::<i32>()
-                .ok_or_else(|| encode("path is not text".into()))?,
-            s.as_primitive_opt::<UInt64Type>()
-                .ok_or_else(|| encode("size_bytes is not u64".into()))?,
-            m.as_primitive_opt::<TimestampMillisecondType>()
-                .ok_or_else(|| encode("modified is not a timestamp".into()))?,
-        );
+        let bytes = batch.bytes_opt(column::PATH_BYTES)?;
         for i in 0..batch.num_rows() {
             ledger.insert_newest(FileKey {
                 path: row_path(
