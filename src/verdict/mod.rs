@@ -189,6 +189,8 @@ pub mod column {
     pub const MODIFIED: &str = "modified";
     pub const FORMAT: &str = "format";
     pub const JPEG_QUALITY: &str = "jpeg_quality";
+    pub const WIDTH: &str = "width";
+    pub const HEIGHT: &str = "height";
     pub const LABEL: &str = "label";
     pub const STATUS: &str = "status";
     pub const SCANNED_AT: &str = "scanned_at";
@@ -461,6 +463,8 @@ mod tests {
             column::MODIFIED,
             column::FORMAT,
             column::JPEG_QUALITY,
+            column::WIDTH,
+            column::HEIGHT,
             column::LABEL,
             column::STATUS,
             column::SCANNED_AT,
