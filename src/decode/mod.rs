@@ -11,6 +11,7 @@ pub mod jpeg;
 pub mod jpeg_window;
 pub mod preprocess;
 pub mod read;
+pub mod simd;
 
 pub use read::{
     decode_bytes, decode_file, decode_file_bytes, read_file, DecodeError, Extent, Limits,
