@@ -64,8 +64,16 @@ def test_eval_and_report_pages_render_their_charts_offline(tmp_path: Path) -> No
     eval_html, report_html = tmp_path / "eval.html", tmp_path / "report.html"
     verdicts = tmp_path / "v.parquet"
     subprocess.run(
-        [str(scanner()), "--quiet", "eval", str(root), "--html", str(eval_html)]
-        + ["--out", str(verdicts)],
+        [
+            str(scanner()),
+            "--quiet",
+            "eval",
+            str(root),
+            "--html",
+            str(eval_html),
+            "--out",
+            str(verdicts),
+        ],
         check=True,
         capture_output=True,
     )
