@@ -503,3 +503,4 @@ fn models_lists_every_manifest_in_aligned_columns() {
     } else {
         assert!(stderr.contains("JPEG decoder: libjpeg-turbo"), "{stderr}");
     }
+}
