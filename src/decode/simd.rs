@@ -4,7 +4,7 @@
 //! builds silently without it, decoding JPEGs about half as fast. The build leaves no trace a
 //! dependent crate can read reliably, so ask the library itself: without SIMD it is built with
 //! `jsimd_none.c`, whose `jsimd_can_*` functions all answer 0; with it they answer whether this
-//! CPU has the instructions (and the `JSIMD_FORCENONE` override is not set).
+//! CPU has the instructions (SSE2 or AVX2 on x86-64).
 
 use std::ffi::c_int;
 
@@ -16,8 +16,7 @@ extern "C" {
 
 /// True when JPEG decoding uses SIMD code (the inverse DCT and the colour conversion).
 pub fn jpeg_simd() -> bool {
-    // SAFETY: both take no arguments and only read the CPU's features and an environment
-    // variable, once, into a static.
+    // SAFETY: both take no arguments and only read the CPU's features, once, into a static.
     unsafe { jsimd_can_idct_islow() != 0 && jsimd_can_ycc_rgb() != 0 }
 }
 
