@@ -520,6 +520,19 @@ fn models_lists_every_manifest_in_aligned_columns() {
     let column = lines[0].find("version").unwrap();
     assert_eq!(row(long).find("9.8.7"), Some(column), "{text}");
     assert_eq!(row("tiny-cnn ").find("0.0.1"), Some(column), "{text}");
+
+    // mozjpeg-sys compiles the SIMD decoder only when nasm is there at build time, as it is
+    // wherever scripts/test (which installs it) builds.
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let nasm = std::process::Command::new("nasm").arg("-v").output();
+    if nasm.is_ok_and(|o| o.status.success()) {
+        assert!(
+            stderr.contains("JPEG decoder: libjpeg-turbo with SIMD"),
+            "{stderr}"
+        );
+    } else {
+        assert!(stderr.contains("JPEG decoder: libjpeg-turbo"), "{stderr}");
+    }
 }
 
 /// A small tmpfs mounted on a fresh folder for the test's life; `None` (with the reason printed)

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use arrow::array::Array;
 use clap::Args;
 
@@ -21,9 +21,10 @@ use crate::measure::labelled::{self, LabelledSet};
 use crate::model::manifest::{Manifest, ThresholdChoice};
 use crate::pipeline::run_metadata::{self, ModelRecord};
 use crate::pipeline::{Observer, Pipeline, Source};
+use crate::report::{self, Breakdown, Sample};
 use crate::sink::{self, Format, Sink};
 use crate::source::walk;
-use crate::verdict::{column, column_stem, reader, ModelColumn, Verdict};
+use crate::verdict::{column, column_stem, reader, Label, ModelColumn, Verdict};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -58,6 +59,11 @@ pub struct EvalArgs {
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the figures as one self-contained HTML page: score histograms, ROC and
+    /// precision-recall curves with the operating points, the fake rate by format, JPEG quality,
+    /// image size and folder.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -65,14 +71,29 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs, quiet: bool) -> Result<ExitCode> {
     let config = RunConfig::resolve(&args.model, &args.thresholds, &args.pipeline)?;
-    let (evaluation, interrupted) = match (&args.verdicts, &args.labels) {
-        (Some(dataset), Some(labels)) => (from_verdicts(dataset, labels, &config.models)?, false),
-        _ => score(&args, config, quiet)?,
+    let (evaluation, breakdown, interrupted) = match (&args.verdicts, &args.labels) {
+        (Some(dataset), Some(labels)) => {
+            let evaluation = from_verdicts(dataset, labels, &config.models)?;
+            // The dataset's own rows carry format, size and folder; only the page shows them.
+            let breakdown = match &args.html {
+                Some(_) => Some(report::summarize(dataset).map_err(usage)?.breakdown),
+                None => None,
+            };
+            (evaluation, breakdown, false)
+        }
+        _ => {
+            let (evaluation, breakdown, interrupted) = score(&args, config, quiet)?;
+            (evaluation, Some(breakdown), interrupted)
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
     } else {
         print!("{evaluation}");
+    }
+    if let Some(path) = &args.html {
+        let page = report::html::eval_page(&evaluation, breakdown.as_ref())?;
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if interrupted {
         eprintln!("interrupted: the figures cover the files scored before the stop");
@@ -81,8 +102,13 @@ pub fn run(args: EvalArgs, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Scores the labelled set with the pipeline, exactly as `scan` would, and evaluates the rows.
-fn score(args: &EvalArgs, config: RunConfig, quiet: bool) -> Result<(evaluate::Evaluation, bool)> {
+/// Scores the labelled set with the pipeline, exactly as `scan` would, and evaluates the rows;
+/// also breaks the scanner's labels down by format, size and folder.
+fn score(
+    args: &EvalArgs,
+    config: RunConfig,
+    quiet: bool,
+) -> Result<(evaluate::Evaluation, Breakdown, bool)> {
     let set = LabelledSet::discover(&args.paths).map_err(usage)?;
     if let Some(out) = &args.out {
         sink::check_writable(out).map_err(usage)?;
@@ -100,18 +126,40 @@ fn score(args: &EvalArgs, config: RunConfig, quiet: bool) -> Result<(evaluate::E
         .map(|((m, c), s)| model_info(m, c, &s.to_string(), &calibration_points))
         .collect();
     let table = pipeline.table().clone();
+    let labels = table.clone();
+    let breakdown = Arc::new(Mutex::new(Breakdown::default()));
     let sink: Box<dyn Sink> = match &args.out {
         Some(path) => sink::create(Format::Parquet, path, table)?,
         None => Box::new(sink::Discard),
     };
 
     let show_progress = !quiet && !args.no_progress && std::io::stderr().is_terminal();
-    let (rows, interrupted) = score_rows(pipeline, source, sink, show_progress, quiet, |v| Row {
-        path: v.meta.path.clone(),
-        status: v.status.as_str().to_string(),
-        scores: v.scores.clone(),
+    let kept = breakdown.clone();
+    let (rows, interrupted) = score_rows(pipeline, source, sink, show_progress, quiet, move |v| {
+        if let Some((label, _)) = labels.final_label(v) {
+            let m = &v.meta;
+            kept.lock().expect("no panics while held").add(&Sample {
+                path: &m.path,
+                format: m.format,
+                jpeg_quality: m.jpeg_quality,
+                width: m.width,
+                height: m.height,
+                fake: label == Label::Fake,
+            });
+        }
+        Row {
+            path: v.meta.path.clone(),
+            status: v.status.as_str().to_string(),
+            scores: v.scores.clone(),
+        }
     })?;
-    Ok((evaluate::evaluate(&rows, &set, &models), interrupted))
+    let mut breakdown = std::mem::take(&mut *breakdown.lock().expect("no panics while held"));
+    breakdown.finish();
+    Ok((
+        evaluate::evaluate(&rows, &set, &models),
+        breakdown,
+        interrupted,
+    ))
 }
 
 /// Runs the pipeline to its end with the progress bar, keeping `keep(row)` of every row, and

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::models_dirs;
+use crate::decode::simd;
 use crate::model::manifest;
 
 #[derive(Debug, Args)]
@@ -50,5 +51,7 @@ pub fn run(args: ModelsArgs) -> Result<ExitCode> {
             variants.join(" ")
         );
     }
+    // On stderr, so that stdout stays the table scripts read.
+    eprintln!("{}", simd::statement());
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ pub mod libjpeg_errors;
 pub mod precheck;
 pub mod preprocess;
 pub mod read;
+pub mod simd;
 
 pub use read::{
     decode_bytes, decode_file, decode_file_bytes, read_file, DecodeError, Extent, Limits,

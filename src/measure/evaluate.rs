@@ -11,7 +11,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::measure::labelled::LabelledSet;
-use crate::measure::metrics::{self, AtThreshold};
+use crate::measure::metrics::{self, AtThreshold, Curve, Histogram};
 
 /// What evaluation needs of a verdict row.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +72,20 @@ pub struct SubsetEvaluation {
     pub roc_auc: Option<f64>,
     pub average_precision: Option<f64>,
     pub at: Vec<PointEvaluation>,
+    /// What the charts of `eval --html` draw; left out of the JSON, which carries figures.
+    #[serde(skip)]
+    pub curves: Curves,
+}
+
+/// The score distributions and curves of one subset.
+#[derive(Debug, Clone, Default)]
+pub struct Curves {
+    pub real: Histogram,
+    pub fake: Histogram,
+    /// (FPR, TPR).
+    pub roc: Curve,
+    /// (recall, precision).
+    pub pr: Curve,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +195,12 @@ fn subset_figures(subset: String, g: &Scores, info: &ModelInfo) -> SubsetEvaluat
         roc_auc: metrics::roc_auc(&g.real, &g.fake),
         average_precision: metrics::average_precision(&g.real, &g.fake),
         at,
+        curves: Curves {
+            real: Histogram::of(&g.real),
+            fake: Histogram::of(&g.fake),
+            roc: metrics::roc_curve(&g.real, &g.fake),
+            pr: metrics::pr_curve(&g.real, &g.fake),
+        },
     }
 }
 

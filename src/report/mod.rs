@@ -1,18 +1,24 @@
 //! Summarizing any verdict dataset: one file, or a folder of parts (sharded scans, watch output).
 //!
-//! Besides counts, it breaks the fake rate down by file format and JPEG quality, because those
-//! are where detectors are most often biased: a model that calls every heavily compressed JPEG
-//! "real" shows it here before it misleads anyone.
+//! Besides counts, it breaks the fake rate down by file format, JPEG quality, image size and
+//! folder, because those are where detectors are most often biased: a model that calls every
+//! heavily compressed JPEG "real" shows it here before it misleads anyone.
+//!
+//! [`html`] turns a summary (or an evaluation) into one self-contained page of charts.
+
+pub mod charts;
+pub mod html;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use arrow::array::BooleanArray;
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{TimestampMillisecondType, UInt8Type};
+use arrow::datatypes::{Float32Type, TimestampMillisecondType, UInt32Type, UInt8Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
+use crate::measure::metrics::Histogram;
 use crate::pipeline::run_metadata::{self, ModelRecord};
 use crate::verdict::{column, Label};
 
@@ -53,6 +59,89 @@ pub struct Declared {
     pub ai: u64,
 }
 
+/// What one labelled row contributes to a [`Breakdown`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<'a> {
+    pub path: &'a str,
+    pub format: Option<&'a str>,
+    pub jpeg_quality: Option<u8>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fake: bool,
+}
+
+/// The fake rate of the labelled rows by the properties detectors are biased by.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Breakdown {
+    pub by_format: BTreeMap<String, Rate>,
+    pub by_jpeg_quality: BTreeMap<String, Rate>,
+    /// By the longer side of the image, in pixels.
+    pub by_size: BTreeMap<String, Rate>,
+    /// By the first folder below the folder that all rows share (`.` for files directly in it).
+    pub by_folder: BTreeMap<String, Rate>,
+    /// By each row's parent folder, until [`Breakdown::finish`] folds them into `by_folder`:
+    /// the shared folder is known only once every row is in.
+    #[serde(skip)]
+    parents: BTreeMap<PathBuf, Rate>,
+}
+
+impl Breakdown {
+    pub fn add(&mut self, s: &Sample) {
+        let entry = |map: &mut BTreeMap<String, Rate>, key: &str| {
+            map.entry(key.to_string()).or_default().add(s.fake)
+        };
+        entry(&mut self.by_format, s.format.unwrap_or("unknown"));
+        if let Some(q) = s.jpeg_quality {
+            let band = match q {
+                0..=69 => "q < 70",
+                70..=89 => "q 70-89",
+                _ => "q >= 90",
+            };
+            entry(&mut self.by_jpeg_quality, band);
+        }
+        if let (Some(w), Some(h)) = (s.width, s.height) {
+            let band = match w.max(h) {
+                0..=511 => "< 512 px",
+                512..=1023 => "512-1023 px",
+                1024..=2047 => "1024-2047 px",
+                _ => ">= 2048 px",
+            };
+            entry(&mut self.by_size, band);
+        }
+        let parent = Path::new(s.path).parent().unwrap_or(Path::new(""));
+        self.parents
+            .entry(parent.to_path_buf())
+            .or_default()
+            .add(s.fake);
+    }
+
+    /// Folds the rows' parent folders into `by_folder`.
+    pub fn finish(&mut self) {
+        let parents = std::mem::take(&mut self.parents);
+        let Some(first) = parents.keys().next() else {
+            return;
+        };
+        let mut shared: Vec<Component> = first.components().collect();
+        for p in parents.keys() {
+            let same = shared
+                .iter()
+                .zip(p.components())
+                .take_while(|(a, b)| *a == b)
+                .count();
+            shared.truncate(same);
+        }
+        for (parent, rate) in &parents {
+            let top = parent.components().nth(shared.len()).map_or_else(
+                || ".".to_string(),
+                |c| c.as_os_str().to_string_lossy().into(),
+            );
+            let entry = self.by_folder.entry(top).or_default();
+            entry.scored += rate.scored;
+            entry.fake += rate.fake;
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub files: Vec<PathBuf>,
@@ -62,8 +151,10 @@ pub struct Report {
     /// Per model (the part of `label_<model>` after the prefix).
     pub models: BTreeMap<String, Rate>,
     pub combined: Rate,
-    pub by_format: BTreeMap<String, Rate>,
-    pub by_jpeg_quality: BTreeMap<String, Rate>,
+    /// Per model, the scores of its scored rows.
+    pub score_histograms: BTreeMap<String, Histogram>,
+    #[serde(flatten)]
+    pub breakdown: Breakdown,
     /// Rows per provenance kind (`none`: read, nothing declared; `not read`: the file could
     /// not be read or provenance was off). Empty for datasets written before the column.
     pub by_provenance: BTreeMap<String, Declared>,
@@ -128,6 +219,7 @@ pub fn summarize(path: &Path) -> Result<Report, ReportError> {
         report.files.push(file);
     }
     report.distinct_paths = paths.len() as u64;
+    report.breakdown.finish();
     Ok(report)
 }
 
@@ -155,6 +247,13 @@ fn add_batch(
         .column_by_name(column::JPEG_QUALITY)
         .and_then(|c| c.as_primitive_opt::<UInt8Type>())
         .ok_or_else(|| schema_err(column::JPEG_QUALITY))?;
+    let dimension = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+            .ok_or_else(|| schema_err(name))
+    };
+    let (width, height) = (dimension(column::WIDTH)?, dimension(column::HEIGHT)?);
     let scanned = batch
         .column_by_name(column::SCANNED_AT)
         .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
@@ -177,6 +276,15 @@ fn add_batch(
         })
         .map(|m| Ok((m.clone(), strings(&format!("{}{m}", column::LABEL_PREFIX))?)))
         .collect::<Result<_, ReportError>>()?;
+    let model_scores: Vec<(&str, &arrow::array::Float32Array)> = model_labels
+        .iter()
+        .filter_map(|(m, _)| {
+            let scores = batch
+                .column_by_name(&format!("{}{m}", column::SCORE_PREFIX))?
+                .as_primitive_opt::<Float32Type>()?;
+            Some((m.as_str(), scores))
+        })
+        .collect();
 
     for i in 0..batch.num_rows() {
         report.rows += 1;
@@ -209,33 +317,29 @@ fn add_batch(
                     .add(Label::parse(labels.value(i)) == Some(Label::Fake));
             }
         }
+        for (model, scores) in &model_scores {
+            if scores.is_valid(i) {
+                report
+                    .score_histograms
+                    .entry(model.to_string())
+                    .or_default()
+                    .add(scores.value(i));
+            }
+        }
         if !label.is_valid(i) {
             continue;
         }
         let fake = Label::parse(label.value(i)) == Some(Label::Fake);
         report.combined.add(fake);
-        let fmt = if format.is_valid(i) {
-            format.value(i)
-        } else {
-            "unknown"
-        };
-        report
-            .by_format
-            .entry(fmt.to_string())
-            .or_default()
-            .add(fake);
-        if quality.is_valid(i) {
-            let band = match quality.value(i) {
-                0..=69 => "q < 70",
-                70..=89 => "q 70-89",
-                _ => "q >= 90",
-            };
-            report
-                .by_jpeg_quality
-                .entry(band.into())
-                .or_default()
-                .add(fake);
-        }
+        let valid = |a: &dyn Array| a.is_valid(i);
+        report.breakdown.add(&Sample {
+            path: path.value(i),
+            format: valid(format).then(|| format.value(i)),
+            jpeg_quality: valid(quality).then(|| quality.value(i)),
+            width: valid(width).then(|| width.value(i)),
+            height: valid(height).then(|| height.value(i)),
+            fake,
+        });
     }
     Ok(())
 }
@@ -269,8 +373,10 @@ impl std::fmt::Display for Report {
             writeln!(f, "  model {model}: {}", pct(rate))?;
         }
         for (name, group) in [
-            ("format", &self.by_format),
-            ("JPEG quality", &self.by_jpeg_quality),
+            ("format", &self.breakdown.by_format),
+            ("JPEG quality", &self.breakdown.by_jpeg_quality),
+            ("image size", &self.breakdown.by_size),
+            ("folder", &self.breakdown.by_folder),
         ] {
             if !group.is_empty() {
                 writeln!(f, "by {name}:")?;
@@ -412,10 +518,13 @@ mod tests {
         assert_eq!(r.by_status["decode_error"], 1);
         assert_eq!((r.combined.scored, r.combined.fake), (3, 2));
         assert_eq!(r.models["m"].fake, 2);
-        assert_eq!(r.by_format["jpeg"].scored, 2);
-        assert_eq!(r.by_format["png"].fake, 1);
-        assert_eq!(r.by_jpeg_quality["q >= 90"].fake, 1);
-        assert_eq!(r.by_jpeg_quality["q < 70"].fake, 0);
+        let b = &r.breakdown;
+        assert_eq!(b.by_format["jpeg"].scored, 2);
+        assert_eq!(b.by_format["png"].fake, 1);
+        assert_eq!(b.by_jpeg_quality["q >= 90"].fake, 1);
+        assert_eq!(b.by_jpeg_quality["q < 70"].fake, 0);
+        assert_eq!(r.score_histograms["m"].total(), 3);
+        assert_eq!(r.score_histograms["m"].counts[18], 1, "0.9 in [0.90, 0.95)");
         assert!(r.to_string().contains("66.7% fake of 3"), "{r}");
     }
 
@@ -459,6 +568,47 @@ mod tests {
         // The ComfyUI file scored 0.1 but declares itself generated.
         assert_eq!((r.combined.scored, r.combined.fake), (3, 1));
         assert!(r.to_string().contains("by provenance:"), "{r}");
+    }
+
+    #[test]
+    fn breakdown_bands_sizes_and_folds_folders_below_the_shared_one() {
+        let mut b = Breakdown::default();
+        for (path, side, fake) in [
+            ("/data/set/real/a.jpg", 300, false),
+            ("/data/set/real/x/b.jpg", 800, true),
+            ("/data/set/fake/c.png", 4000, true),
+            ("/data/set/d.png", 1024, false),
+        ] {
+            b.add(&Sample {
+                path,
+                format: Some("png"),
+                jpeg_quality: None,
+                width: Some(10),
+                height: Some(side),
+                fake,
+            });
+        }
+        b.finish();
+        let rates = |m: &BTreeMap<String, Rate>| -> Vec<(String, u64, u64)> {
+            m.iter()
+                .map(|(k, r)| (k.clone(), r.scored, r.fake))
+                .collect()
+        };
+        let row = |k: &str, n, f| (k.to_string(), n, f);
+        assert_eq!(
+            rates(&b.by_folder),
+            vec![row(".", 1, 0), row("fake", 1, 1), row("real", 2, 1)]
+        );
+        assert_eq!(
+            rates(&b.by_size),
+            vec![
+                row("1024-2047 px", 1, 0),
+                row("512-1023 px", 1, 1),
+                row("< 512 px", 1, 0),
+                row(">= 2048 px", 1, 1)
+            ]
+        );
+        assert!(b.by_jpeg_quality.is_empty());
     }
 
     #[test]

@@ -292,6 +292,8 @@ mod tests {
             column::MODIFIED,
             column::FORMAT,
             column::JPEG_QUALITY,
+            column::WIDTH,
+            column::HEIGHT,
             column::LABEL,
             column::STATUS,
             column::SCANNED_AT,
