@@ -12,27 +12,16 @@ pub mod html;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-use arrow::array::BooleanArray;
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Float32Type, TimestampMillisecondType, UInt32Type, UInt8Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow::array::{
+    Array, BooleanArray, Float32Array, StringArray, TimestampMillisecondArray, UInt32Array,
+    UInt8Array,
+};
 use serde::Serialize;
 
 use crate::measure::metrics::Histogram;
 use crate::pipeline::run_metadata::{self, ModelRecord};
+use crate::verdict::reader::{self, Batch, ReadError};
 use crate::verdict::{column, Label};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("{0}: no such file or folder")]
-    Missing(PathBuf),
-    #[error("{0}: no Parquet files in it")]
-    Empty(PathBuf),
-    #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-    #[error("{path} is not a verdict file: column '{column}' is missing or has another type")]
-    Schema { path: PathBuf, column: String },
-}
 
 /// Fake and total counts for one group of rows.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -167,50 +156,18 @@ pub struct Report {
     pub metadata_differs: u64,
 }
 
-/// The Parquet files of a dataset: the path itself, or every visible `*.parquet` below it
-/// (names starting with `.` or `_` are writers' temporary files and are skipped, as DuckDB,
-/// pyarrow and polars skip them).
-pub fn dataset_files(path: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    if !path.is_dir() {
-        return Err(ReportError::Missing(path.to_path_buf()));
-    }
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(path)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0 || !e.file_name().to_string_lossy().starts_with(['.', '_'])
-        })
-        .flatten()
-        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "parquet"))
-        .map(|e| e.into_path())
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(ReportError::Empty(path.to_path_buf()));
-    }
-    Ok(files)
-}
-
-pub fn summarize(path: &Path) -> Result<Report, ReportError> {
+/// Reads a dataset (one verdict file, or a folder of parts) and summarizes it.
+pub fn summarize(path: &Path) -> Result<Report, ReadError> {
     let mut report = Report::default();
     let mut paths = BTreeSet::new();
-    for file in dataset_files(path)? {
-        let read_err = |e: &dyn std::fmt::Display| ReportError::Read {
-            path: file.clone(),
-            reason: e.to_string(),
-        };
-        let handle = std::fs::File::open(&file).map_err(|e| read_err(&e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
-            .and_then(|b| b.build())
-            .map_err(|e| read_err(&e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| read_err(&e))?;
-            add_batch(&mut report, &mut paths, &batch, &file)?;
+    for file in reader::dataset_files(path)? {
+        for batch in reader::read_batches(&file, None)? {
+            add_batch(&mut report, &mut paths, &batch?)?;
         }
-        let metadata = run_metadata::read(&file).map_err(|e| read_err(&e))?;
+        let metadata = run_metadata::read(&file).map_err(|reason| ReadError::Parquet {
+            path: file.clone(),
+            reason,
+        })?;
         if report.metadata.is_empty() {
             report.metadata = metadata;
         } else if metadata != report.metadata {
@@ -223,125 +180,119 @@ pub fn summarize(path: &Path) -> Result<Report, ReportError> {
     Ok(report)
 }
 
+/// The columns a summary reads from one batch.
+struct Columns<'a> {
+    path: &'a StringArray,
+    status: &'a StringArray,
+    label: &'a StringArray,
+    format: &'a StringArray,
+    quality: &'a UInt8Array,
+    width: &'a UInt32Array,
+    height: &'a UInt32Array,
+    scanned: &'a TimestampMillisecondArray,
+    /// Absent from datasets written before provenance was read.
+    provenance: Option<(&'a StringArray, &'a BooleanArray)>,
+    /// Per model (the part of the column name after the prefix): its labels and its scores.
+    models: Vec<(String, &'a StringArray, Option<&'a Float32Array>)>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &'a Batch) -> Result<Self, ReadError> {
+        let models = batch
+            .names_after(column::LABEL_PREFIX)
+            .into_iter()
+            .map(|m| {
+                let labels = batch.text(&format!("{}{m}", column::LABEL_PREFIX))?;
+                let scores = batch.f32(&format!("{}{m}", column::SCORE_PREFIX)).ok();
+                Ok((m, labels, scores))
+            })
+            .collect::<Result<_, ReadError>>()?;
+        let provenance = match (
+            batch.text_opt(column::PROVENANCE)?,
+            batch.bool_opt(column::PROVENANCE_AI)?,
+        ) {
+            (Some(kind), Some(ai)) => Some((kind, ai)),
+            _ => None,
+        };
+        Ok(Columns {
+            path: batch.text(column::PATH)?,
+            status: batch.text(column::STATUS)?,
+            label: batch.text(column::LABEL)?,
+            format: batch.text(column::FORMAT)?,
+            quality: batch.u8(column::JPEG_QUALITY)?,
+            width: batch.u32(column::WIDTH)?,
+            height: batch.u32(column::HEIGHT)?,
+            scanned: batch.time(column::SCANNED_AT)?,
+            provenance,
+            models,
+        })
+    }
+}
+
 fn add_batch(
     report: &mut Report,
     paths: &mut BTreeSet<String>,
-    batch: &RecordBatch,
-    file: &Path,
-) -> Result<(), ReportError> {
-    let schema_err = |column: &str| ReportError::Schema {
-        path: file.to_path_buf(),
-        column: column.to_string(),
-    };
-    let strings = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| schema_err(name))
-    };
-    let path = strings(column::PATH)?;
-    let status = strings(column::STATUS)?;
-    let label = strings(column::LABEL)?;
-    let format = strings(column::FORMAT)?;
-    let quality = batch
-        .column_by_name(column::JPEG_QUALITY)
-        .and_then(|c| c.as_primitive_opt::<UInt8Type>())
-        .ok_or_else(|| schema_err(column::JPEG_QUALITY))?;
-    let dimension = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-            .ok_or_else(|| schema_err(name))
-    };
-    let (width, height) = (dimension(column::WIDTH)?, dimension(column::HEIGHT)?);
-    let scanned = batch
-        .column_by_name(column::SCANNED_AT)
-        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-        .ok_or_else(|| schema_err(column::SCANNED_AT))?;
-    // Absent from datasets written before provenance was read.
-    let provenance = batch
-        .column_by_name(column::PROVENANCE)
-        .and_then(|c| c.as_string_opt::<i32>());
-    let declares_ai = batch
-        .column_by_name(column::PROVENANCE_AI)
-        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>());
-    let model_labels: Vec<(String, &arrow::array::StringArray)> = batch
-        .schema()
-        .fields()
-        .iter()
-        .filter_map(|f| {
-            f.name()
-                .strip_prefix(column::LABEL_PREFIX)
-                .map(str::to_string)
-        })
-        .map(|m| Ok((m.clone(), strings(&format!("{}{m}", column::LABEL_PREFIX))?)))
-        .collect::<Result<_, ReportError>>()?;
-    let model_scores: Vec<(&str, &arrow::array::Float32Array)> = model_labels
-        .iter()
-        .filter_map(|(m, _)| {
-            let scores = batch
-                .column_by_name(&format!("{}{m}", column::SCORE_PREFIX))?
-                .as_primitive_opt::<Float32Type>()?;
-            Some((m.as_str(), scores))
-        })
-        .collect();
-
+    batch: &Batch,
+) -> Result<(), ReadError> {
+    let c = Columns::of(batch)?;
     for i in 0..batch.num_rows() {
-        report.rows += 1;
-        paths.insert(path.value(i).to_string());
-        *report
-            .by_status
-            .entry(status.value(i).to_string())
-            .or_default() += 1;
-        let t = scanned.value(i);
-        report.span_ms = Some(match report.span_ms {
-            Some((a, b)) => (a.min(t), b.max(t)),
-            None => (t, t),
-        });
-        if let (Some(kind), Some(ai)) = (provenance, declares_ai) {
-            let key = match (kind.is_valid(i), ai.is_valid(i)) {
-                (true, _) => kind.value(i),
-                (false, true) => "none",
-                (false, false) => "not read",
-            };
-            let entry = report.by_provenance.entry(key.to_string()).or_default();
-            entry.rows += 1;
-            entry.ai += u64::from(ai.is_valid(i) && ai.value(i));
-        }
-        for (model, labels) in &model_labels {
-            if labels.is_valid(i) {
-                report
-                    .models
-                    .entry(model.clone())
-                    .or_default()
-                    .add(Label::parse(labels.value(i)) == Some(Label::Fake));
-            }
-        }
-        for (model, scores) in &model_scores {
-            if scores.is_valid(i) {
-                report
-                    .score_histograms
-                    .entry(model.to_string())
-                    .or_default()
-                    .add(scores.value(i));
-            }
-        }
-        if !label.is_valid(i) {
-            continue;
-        }
-        let fake = Label::parse(label.value(i)) == Some(Label::Fake);
-        report.combined.add(fake);
-        let valid = |a: &dyn Array| a.is_valid(i);
-        report.breakdown.add(&Sample {
-            path: path.value(i),
-            format: valid(format).then(|| format.value(i)),
-            jpeg_quality: valid(quality).then(|| quality.value(i)),
-            width: valid(width).then(|| width.value(i)),
-            height: valid(height).then(|| height.value(i)),
-            fake,
-        });
+        add_row(report, paths, &c, i);
     }
     Ok(())
+}
+
+fn add_row(report: &mut Report, paths: &mut BTreeSet<String>, c: &Columns, i: usize) {
+    report.rows += 1;
+    paths.insert(c.path.value(i).to_string());
+    *report
+        .by_status
+        .entry(c.status.value(i).to_string())
+        .or_default() += 1;
+    let t = c.scanned.value(i);
+    report.span_ms = Some(match report.span_ms {
+        Some((a, b)) => (a.min(t), b.max(t)),
+        None => (t, t),
+    });
+    if let Some((kind, ai)) = c.provenance {
+        let key = match (kind.is_valid(i), ai.is_valid(i)) {
+            (true, _) => kind.value(i),
+            (false, true) => "none",
+            (false, false) => "not read",
+        };
+        let entry = report.by_provenance.entry(key.to_string()).or_default();
+        entry.rows += 1;
+        entry.ai += u64::from(ai.is_valid(i) && ai.value(i));
+    }
+    for (model, labels, scores) in &c.models {
+        if labels.is_valid(i) {
+            report
+                .models
+                .entry(model.clone())
+                .or_default()
+                .add(Label::parse(labels.value(i)) == Some(Label::Fake));
+        }
+        if let Some(scores) = scores.filter(|s| s.is_valid(i)) {
+            report
+                .score_histograms
+                .entry(model.clone())
+                .or_default()
+                .add(scores.value(i));
+        }
+    }
+    if !c.label.is_valid(i) {
+        return;
+    }
+    let fake = Label::parse(c.label.value(i)) == Some(Label::Fake);
+    report.combined.add(fake);
+    let valid = |a: &dyn Array| a.is_valid(i);
+    report.breakdown.add(&Sample {
+        path: c.path.value(i),
+        format: valid(c.format).then(|| c.format.value(i)),
+        jpeg_quality: valid(c.quality).then(|| c.quality.value(i)),
+        width: valid(c.width).then(|| c.width.value(i)),
+        height: valid(c.height).then(|| c.height.value(i)),
+        fake,
+    });
 }
 
 impl std::fmt::Display for Report {
@@ -614,10 +565,10 @@ mod tests {
     #[test]
     fn a_missing_or_empty_dataset_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(summarize(dir.path()), Err(ReportError::Empty(_))));
+        assert!(matches!(summarize(dir.path()), Err(ReadError::Empty(_))));
         assert!(matches!(
             summarize(&dir.path().join("nope")),
-            Err(ReportError::Missing(_))
+            Err(ReadError::Missing(_))
         ));
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{
     Array, BinaryArray, BooleanArray, Float32Array, RecordBatch, StringArray,
-    TimestampMillisecondArray, UInt64Array, UInt8Array,
+    TimestampMillisecondArray, UInt32Array, UInt64Array, UInt8Array,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
@@ -157,6 +157,10 @@ impl Batch {
 
     pub fn u64(&self, name: &str) -> Result<&UInt64Array, ReadError> {
         self.required(name, "an unsigned 64-bit integer")
+    }
+
+    pub fn u32(&self, name: &str) -> Result<&UInt32Array, ReadError> {
+        self.required(name, "an unsigned 32-bit integer")
     }
 
     pub fn u8(&self, name: &str) -> Result<&UInt8Array, ReadError> {
