@@ -16,10 +16,9 @@ use super::{
     ThresholdOptions, WalkArgs,
 };
 use crate::pipeline::{Observer, Source};
-use crate::sink;
-use crate::sink::lock::{self, LockError};
-use crate::sink::rolling::{self, RollPolicy, RollingSink};
-use crate::source::watch::{self, read_ledger, WatchOptions};
+use crate::sink::rolling::{RollPolicy, RollingSink};
+use crate::source::watch::resume::{resume, Resumed};
+use crate::source::watch::{self, WatchOptions};
 use crate::verdict::{now_ms, Status};
 
 #[derive(Debug, Args)]
@@ -89,36 +88,26 @@ pub fn run(args: WatchArgs, quiet: bool) -> Result<ExitCode> {
     let poll_interval = seconds("poll-interval", args.poll_interval)?;
     let stats_interval = seconds("stats-interval", args.stats_interval)?;
 
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| usage(format!("cannot create {}: {e}", args.out.display())))?;
-    let out = args
-        .out
-        .canonicalize()
-        .with_context(|| format!("resolving {}", args.out.display()))?;
-    // Taken before anything in the folder is touched: what counts as stale below is another
-    // live watcher's open part when the folder is shared.
-    let _lock = match lock::lock(&out) {
-        Ok(l) => Some(l),
-        Err(e @ LockError::Held { .. }) => return Err(usage(e)),
-        Err(e) => {
-            tracing::warn!(
-                "{e}; nothing stops a second watcher on this folder from duplicating rows"
-            );
-            None
-        }
-    };
-    // A folder that cannot take a part is refused now, not when the first part is written.
-    sink::check_writable(&out.join(rolling::PROBE_NAME)).map_err(usage)?;
-    let stale = rolling::remove_stale_partials(&out)?;
-    if stale > 0 {
-        tracing::info!("removed {stale} unfinished part(s) left by an earlier run");
+    let resumed =
+        resume(&args.out).map_err(|e| if e.is_refusal() { usage(e) } else { e.into() })?;
+    if resumed.stale > 0 {
+        tracing::info!(
+            "removed {} unfinished part(s) left by an earlier run",
+            resumed.stale
+        );
     }
-    let (scored, parts) = read_ledger(&out).context("reading the finished parts")?;
     tracing::info!(
-        "{} file version(s) already scored in {parts} part(s) of {}",
-        scored.len(),
-        out.display()
+        "{} file version(s) already scored in {} part(s) of {}",
+        resumed.ledger.len(),
+        resumed.parts,
+        resumed.out.display()
     );
+    let Resumed {
+        out,
+        lock: _lock,
+        ledger: scored,
+        ..
+    } = resumed;
 
     let pipeline = build_pipeline(config, quiet)?;
     let walk = args.walk.options(roots);

@@ -17,6 +17,7 @@
 
 pub mod ledger;
 pub mod readiness;
+pub mod resume;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
