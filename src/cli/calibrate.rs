@@ -54,21 +54,7 @@ struct Scored {
 }
 
 pub fn run(args: CalibrateArgs, quiet: bool) -> Result<ExitCode> {
-    if args.model.models.len() > 1 {
-        return Err(usage(
-            "calibrate fits one model at a time: name a single --model",
-        ));
-    }
-    for &a in &args.max_fpr {
-        if !(a > 0.0 && a < 1.0) {
-            return Err(usage(CalibrationError::BadRate(a)));
-        }
-    }
-    for p in args.real.iter().chain(&args.fake) {
-        if std::fs::symlink_metadata(p).is_err() {
-            return Err(usage(format!("{}: no such file or folder", p.display())));
-        }
-    }
+    check_args(&args)?;
     let no_thresholds = ThresholdOptions {
         threshold: None,
         max_fpr: None,
@@ -86,20 +72,7 @@ pub fn run(args: CalibrateArgs, quiet: bool) -> Result<ExitCode> {
     });
     refuse_if_too_few(&args.max_fpr, candidates)?;
 
-    let set = LabelledSet {
-        roots: args
-            .real
-            .iter()
-            .map(|p| (p, false))
-            .chain(args.fake.iter().map(|p| (p, true)))
-            .map(|(p, fake)| Root {
-                path: p.clone(),
-                fake,
-                subset: String::new(),
-                listed: false,
-            })
-            .collect(),
-    };
+    let set = labelled_set(&args);
     let walk_opts = args
         .walk
         .options(set.roots.iter().map(|r| r.path.clone()).collect());
@@ -131,30 +104,7 @@ pub fn run(args: CalibrateArgs, quiet: bool) -> Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
 
-    let matcher = set.matcher();
-    let (mut real, mut fake) = (Vec::new(), Vec::new());
-    let (mut real_data, mut fake_data) = (DataSummary::default(), DataSummary::default());
-    for row in &rows {
-        let is_fake = matcher
-            .find(std::path::Path::new(&row.path))
-            .is_some_and(|r| r.fake);
-        let (scores, data) = if is_fake {
-            (&mut fake, &mut fake_data)
-        } else {
-            (&mut real, &mut real_data)
-        };
-        match row.score {
-            Some(s) => {
-                scores.push(s);
-                data.images += 1;
-                *data
-                    .formats
-                    .entry(row.format.unwrap_or("unknown").to_string())
-                    .or_insert(0) += 1;
-            }
-            None => data.errors += 1,
-        }
-    }
+    let (real, fake, mut real_data, mut fake_data) = by_class(&rows, &set);
     refuse_if_too_few(&args.max_fpr, real.len() as u64)?;
     real_data.folders = absolute_all(&args.real);
     fake_data.folders = absolute_all(&args.fake);
@@ -178,6 +128,73 @@ pub fn run(args: CalibrateArgs, quiet: bool) -> Result<ExitCode> {
         eprintln!("wrote {}", args.out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refusals that need nothing read.
+fn check_args(args: &CalibrateArgs) -> Result<()> {
+    if args.model.models.len() > 1 {
+        return Err(usage(
+            "calibrate fits one model at a time: name a single --model",
+        ));
+    }
+    for &a in &args.max_fpr {
+        if !(a > 0.0 && a < 1.0) {
+            return Err(usage(CalibrationError::BadRate(a)));
+        }
+    }
+    for p in args.real.iter().chain(&args.fake) {
+        if std::fs::symlink_metadata(p).is_err() {
+            return Err(usage(format!("{}: no such file or folder", p.display())));
+        }
+    }
+    Ok(())
+}
+
+/// The real folders and the fake ones, as one labelled set.
+fn labelled_set(args: &CalibrateArgs) -> LabelledSet {
+    LabelledSet {
+        roots: args
+            .real
+            .iter()
+            .map(|p| (p, false))
+            .chain(args.fake.iter().map(|p| (p, true)))
+            .map(|(p, fake)| Root {
+                path: p.clone(),
+                fake,
+                subset: String::new(),
+                listed: false,
+            })
+            .collect(),
+    }
+}
+
+/// The scores of each class, and what each class's data was.
+fn by_class(rows: &[Scored], set: &LabelledSet) -> (Vec<f32>, Vec<f32>, DataSummary, DataSummary) {
+    let matcher = set.matcher();
+    let (mut real, mut fake) = (Vec::new(), Vec::new());
+    let (mut real_data, mut fake_data) = (DataSummary::default(), DataSummary::default());
+    for row in rows {
+        let is_fake = matcher
+            .find(std::path::Path::new(&row.path))
+            .is_some_and(|r| r.fake);
+        let (scores, data) = if is_fake {
+            (&mut fake, &mut fake_data)
+        } else {
+            (&mut real, &mut real_data)
+        };
+        match row.score {
+            Some(s) => {
+                scores.push(s);
+                data.images += 1;
+                *data
+                    .formats
+                    .entry(row.format.unwrap_or("unknown").to_string())
+                    .or_insert(0) += 1;
+            }
+            None => data.errors += 1,
+        }
+    }
+    (real, fake, real_data, fake_data)
 }
 
 fn refuse_if_too_few(max_fprs: &[f64], real: u64) -> Result<()> {

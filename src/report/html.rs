@@ -126,8 +126,23 @@ pub fn eval_page(eval: &Evaluation, by: Option<&Breakdown>) -> Result<String, Ch
 }
 
 fn model_section(body: &mut String, i: usize, m: &ModelEvaluation) -> Result<(), ChartError> {
+    let name = format!("{} {}", m.model.name, m.model.version);
+    let figures = model_charts(&name, m)?;
+    let tables = model_tables(&name, m);
+    section(
+        body,
+        &format!("model-{i}"),
+        &format!("Model {name}"),
+        &figures,
+        &tables,
+    );
+    Ok(())
+}
+
+/// The score histograms per class, and the ROC and precision-recall curves with the operating
+/// points marked, over all subsets together.
+fn model_charts(name: &str, m: &ModelEvaluation) -> Result<Vec<String>, ChartError> {
     let info = &m.model;
-    let name = format!("{} {}", info.name, info.version);
     let mut figures = Vec::new();
     if let Some(all) = m.subsets.iter().find(|s| s.subset == ALL) {
         let c = &all.curves;
@@ -167,6 +182,12 @@ fn model_section(body: &mut String, i: usize, m: &ModelEvaluation) -> Result<(),
             )?);
         }
     }
+    Ok(figures)
+}
+
+/// The figures per subset, and the rates at each operating point with their intervals.
+fn model_tables(name: &str, m: &ModelEvaluation) -> String {
+    let info = &m.model;
     let subsets: Vec<(String, Vec<String>)> = m
         .subsets
         .iter()
@@ -203,9 +224,9 @@ fn model_section(body: &mut String, i: usize, m: &ModelEvaluation) -> Result<(),
             })
         })
         .collect();
-    let tables = format!(
+    format!(
         "<div><p class=\"note\">{} ({}); threshold {:.4} ({})</p>{}<br>{}</div>",
-        escape(&name),
+        escape(name),
         escape(&info.precision),
         info.threshold,
         escape(&info.threshold_source),
@@ -225,15 +246,7 @@ fn model_section(body: &mut String, i: usize, m: &ModelEvaluation) -> Result<(),
             ],
             &points
         )
-    );
-    section(
-        body,
-        &format!("model-{i}"),
-        &format!("Model {name}"),
-        &figures,
-        &tables,
-    );
-    Ok(())
+    )
 }
 
 /// The fake rate by format, JPEG quality, size and folder: a bar chart and a table for each
