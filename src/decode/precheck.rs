@@ -60,7 +60,7 @@ pub fn bmp_dimensions(bytes: &[u8]) -> Option<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
@@ -75,14 +75,19 @@ mod tests {
         out
     }
 
-    fn with_profile(inflated: usize) -> Vec<u8> {
+    /// A PNG `iCCP` chunk whose profile is `inflated` bytes of zeros (about 1000:1 deflated).
+    pub(crate) fn profile_chunk(inflated: usize) -> Vec<u8> {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         z.write_all(&vec![0u8; inflated]).unwrap();
         let mut iccp = b"icc\0\0".to_vec();
         iccp.extend(z.finish().unwrap());
+        chunk(b"iCCP", &iccp)
+    }
+
+    fn with_profile(inflated: usize) -> Vec<u8> {
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         png.extend(chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]));
-        png.extend(chunk(b"iCCP", &iccp));
+        png.extend(profile_chunk(inflated));
         png.extend(chunk(b"IEND", b""));
         png
     }

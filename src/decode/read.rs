@@ -562,19 +562,8 @@ mod tests {
 
     /// A PNG whose colour profile is `inflated` bytes of zeros (about 1000:1 deflated).
     fn png_with_profile(inflated: usize) -> Vec<u8> {
-        use std::io::Write;
         let png = png_bytes(16, 16);
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        z.write_all(&vec![0u8; inflated]).unwrap();
-        let mut data = b"bomb\0\0".to_vec();
-        data.extend(z.finish().unwrap());
-        let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
-        chunk.extend(b"iCCP");
-        chunk.extend(&data);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(b"iCCP");
-        crc.update(&data);
-        chunk.extend(crc.finalize().to_be_bytes());
+        let chunk = crate::decode::precheck::tests::profile_chunk(inflated);
         // After the signature (8) and IHDR (25), before the image data.
         [&png[..33], &chunk[..], &png[33..]].concat()
     }

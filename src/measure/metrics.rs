@@ -208,24 +208,11 @@ pub fn average_precision(real: &[f32], fake: &[f32]) -> Option<f64> {
     if fake.is_empty() {
         return None;
     }
-    let mut rows: Vec<(f32, bool)> = real
-        .iter()
-        .map(|&s| (s, false))
-        .chain(fake.iter().map(|&s| (s, true)))
-        .collect();
-    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     let n_fake = fake.len() as f64;
-    let (mut tp, mut seen, mut ap, mut recall) = (0usize, 0usize, 0.0f64, 0.0f64);
-    let mut i = 0;
-    while i < rows.len() {
-        let score = rows[i].0;
-        while i < rows.len() && rows[i].0 == score {
-            tp += usize::from(rows[i].1);
-            seen += 1;
-            i += 1;
-        }
+    let (mut ap, mut recall) = (0.0f64, 0.0f64);
+    for (tp, fp) in steps(real, fake) {
         let r = tp as f64 / n_fake;
-        ap += (r - recall) * (tp as f64 / seen as f64);
+        ap += (r - recall) * (tp as f64 / (tp + fp) as f64);
         recall = r;
     }
     Some(ap)

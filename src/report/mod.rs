@@ -424,12 +424,7 @@ mod tests {
     use crate::verdict::{FileMeta, ModelColumn, Status, Table, Verdict};
 
     fn write_part(path: &Path, rows: &[Verdict]) {
-        let table = Table::new(vec![ModelColumn {
-            name: "m".into(),
-            version: "1".into(),
-            threshold: 0.5,
-            precision: "fp32".into(),
-        }]);
+        let table = Table::new(vec![ModelColumn::for_tests("m", 0.5)]);
         let mut sink = sink::create(Format::Parquet, path, table).unwrap();
         sink.write(rows).unwrap();
         sink.finish().unwrap();

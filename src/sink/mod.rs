@@ -320,12 +320,7 @@ mod tests {
     use crate::verdict::{FileMeta, ModelColumn};
 
     fn table() -> Table {
-        Table::new(vec![ModelColumn {
-            name: "m".into(),
-            version: "1".into(),
-            threshold: 0.5,
-            precision: "fp32".into(),
-        }])
+        Table::new(vec![ModelColumn::for_tests("m", 0.5)])
     }
 
     fn files(dir: &Path) -> Vec<String> {

@@ -197,6 +197,19 @@ pub struct ModelColumn {
     pub precision: String,
 }
 
+#[cfg(test)]
+impl ModelColumn {
+    /// A model column for tests: version 1, run at FP32.
+    pub(crate) fn for_tests(name: &str, threshold: f32) -> Self {
+        ModelColumn {
+            name: name.into(),
+            version: "1".into(),
+            threshold,
+            precision: "fp32".into(),
+        }
+    }
+}
+
 impl ModelColumn {
     /// Column-safe form of the model name (`resnet18-demo` → `resnet18_demo`), so that SQL
     /// engines can name the column without quoting.
@@ -221,18 +234,12 @@ mod tests {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Float32Type;
 
-    fn model(name: &str, threshold: f32) -> ModelColumn {
-        ModelColumn {
-            name: name.into(),
-            version: "1".into(),
-            threshold,
-            precision: "fp32".into(),
-        }
-    }
-
     #[test]
     fn labels_follow_each_models_threshold_and_the_mean() {
-        let table = Table::new(vec![model("a-b", 0.5), model("c", 0.9)]);
+        let table = Table::new(vec![
+            ModelColumn::for_tests("a-b", 0.5),
+            ModelColumn::for_tests("c", 0.9),
+        ]);
         let rows = vec![
             Verdict::scored(FileMeta::new("x.jpg".into()), vec![0.6, 0.8]),
             Verdict::failed(FileMeta::new("y.jpg".into()), Status::DecodeError, "bad"),
@@ -266,7 +273,7 @@ mod tests {
             assert_eq!(meta.path, "/in/caf\u{fffd}.jpg");
             assert_eq!(meta.path_bytes.as_deref(), Some(&b"/in/caf\xe9.jpg"[..]));
             assert_eq!(row_path(&meta.path, meta.path_bytes.as_deref()), raw);
-            let table = Table::new(vec![model("a", 0.5)]);
+            let table = Table::new(vec![ModelColumn::for_tests("a", 0.5)]);
             let batch = table
                 .to_record_batch(&[
                     Verdict::scored(meta, vec![0.1]),
@@ -282,7 +289,7 @@ mod tests {
 
     #[test]
     fn the_exported_column_names_are_in_the_schema() {
-        let m = model("a-b", 0.5);
+        let m = ModelColumn::for_tests("a-b", 0.5);
         let table = Table::new(vec![m.clone()]);
         let schema = table.schema();
         let named = [

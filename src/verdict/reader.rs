@@ -203,12 +203,7 @@ mod tests {
     #[test]
     fn columns_are_read_by_name_and_type_with_the_file_named_in_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let table = Table::new(vec![ModelColumn {
-            name: "m".into(),
-            version: "1".into(),
-            threshold: 0.5,
-            precision: "fp32".into(),
-        }]);
+        let table = Table::new(vec![ModelColumn::for_tests("m", 0.5)]);
         let out = dir.path().join("v.parquet");
         let rows = [Verdict::scored(FileMeta::new("a.jpg".into()), vec![0.9])];
         let file = std::fs::File::create(&out).unwrap();

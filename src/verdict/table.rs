@@ -399,12 +399,7 @@ mod tests {
 
     #[test]
     fn the_columns_keep_their_order_and_every_one_encodes() {
-        let table = Table::new(vec![ModelColumn {
-            name: "a".into(),
-            version: "1".into(),
-            threshold: 0.5,
-            precision: "fp32".into(),
-        }]);
+        let table = Table::new(vec![ModelColumn::for_tests("a", 0.5)]);
         let names: Vec<String> = table
             .schema()
             .fields()

@@ -169,12 +169,7 @@ mod tests {
     #[test]
     fn the_ledger_reads_back_the_finalized_parts() {
         let dir = tempfile::tempdir().unwrap();
-        let table = Table::new(vec![ModelColumn {
-            name: "m".into(),
-            version: "1".into(),
-            threshold: 0.5,
-            precision: "fp32".into(),
-        }]);
+        let table = Table::new(vec![ModelColumn::for_tests("m", 0.5)]);
         let policy = RollPolicy {
             max_rows: 4,
             max_age: std::time::Duration::from_secs(60),
@@ -201,12 +196,7 @@ mod tests {
     }
 
     fn one_model() -> Table {
-        Table::new(vec![ModelColumn {
-            name: "m".into(),
-            version: "1".into(),
-            threshold: 0.5,
-            precision: "fp32".into(),
-        }])
+        Table::new(vec![ModelColumn::for_tests("m", 0.5)])
     }
 
     fn scored_row(path: &Path) -> Verdict {
